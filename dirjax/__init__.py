@@ -1,0 +1,3 @@
+"""dirjax: Deep Imbalanced Regression in JAX/Flax."""
+
+__version__ = "0.1.0"
