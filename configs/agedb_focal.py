@@ -1,0 +1,17 @@
+"""AgeDB-DIR, Focal-R: focal L1 loss, |e|·(2·sigmoid(0.2·|e|) − 1)^1.
+
+Reference: DIR paper Table 2 (not re-read): MAE 7.64 / 6.68 / 9.22 / 13.00.
+ResNet-50 from scratch, 224² inputs, batch 256, Adam; recipe and deviations in `configs/age_common.py`.
+
+Run:
+  python -m dirjax.main --config=configs/agedb_focal.py --workdir=/tmp/agedb_focal \
+    --config.data.data_dir=/data/agedb
+
+`--config=configs/agedb_focal.py:smoke` is the one-step version the tests run on a tiny fixture.
+"""
+
+from configs import age_common
+
+
+def get_config(arg: str = ""):
+  return age_common.get_config("agedb", "focal", arg)

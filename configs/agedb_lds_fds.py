@@ -1,0 +1,17 @@
+"""AgeDB-DIR, SQINV + LDS + FDS: both, gaussian ks 5, σ 2.
+
+Reference: agedb-dir/README.md (reproduced model): MAE 7.47 / 6.91 / 8.26 / 10.55.
+ResNet-50 from scratch, 224² inputs, batch 256, Adam; recipe and deviations in `configs/age_common.py`.
+
+Run:
+  python -m dirjax.main --config=configs/agedb_lds_fds.py --workdir=/tmp/agedb_lds_fds \
+    --config.data.data_dir=/data/agedb
+
+`--config=configs/agedb_lds_fds.py:smoke` is the one-step version the tests run on a tiny fixture.
+"""
+
+from configs import age_common
+
+
+def get_config(arg: str = ""):
+  return age_common.get_config("agedb", "lds_fds", arg)

@@ -1,0 +1,24 @@
+"""IMDB-WIKI-DIR, Balanced MSE, BNI (bucket prior of the training ages): RRT stage 2, lr 1e-4, 10 epochs, σ₀ = 10 learnable (lr 0.01), selection on val bMAE.
+
+Reference: BalancedMSE imdb-wiki-dir/README.md: bMAE 12.650 / 7.647 / 12.696 / 28.077.
+ResNet-50 from scratch, 224² inputs, batch 256, Adam; recipe and deviations in `configs/age_common.py`.
+
+The reference builds the BNI buckets over ages 0..199 (`max_target=200`); `prior='buckets'` uses
+`data.max_target` (121) bins, so ages > 120 are left out of the prior. For the reference's buckets:
+  python -m scripts.preprocess_gmm --dataset=imdb_wiki_dir --data_dir=/data/imdb --prior=buckets --max_target=200 --out=bni.npz
+and add --config.loss.prior=bni.npz.
+
+Stage 2: needs a finished `configs/imdb_vanilla.py` run in --config.init_from.
+
+Run:
+  python -m dirjax.main --config=configs/imdb_bni.py --workdir=/tmp/imdb_bni \
+    --config.data.data_dir=/data/imdb --config.init_from=/tmp/imdb_vanilla
+
+`--config=configs/imdb_bni.py:smoke` is the one-step version the tests run on a tiny fixture.
+"""
+
+from configs import age_common
+
+
+def get_config(arg: str = ""):
+  return age_common.get_config("imdb", "bni", arg)

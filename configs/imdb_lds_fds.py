@@ -1,0 +1,17 @@
+"""IMDB-WIKI-DIR, SQINV + LDS + FDS: both, gaussian ks 5, σ 2.
+
+Reference: imdb-wiki-dir/README.md (reproduced model): MAE 7.68 / 7.07 / 12.79 / 21.85.
+ResNet-50 from scratch, 224² inputs, batch 256, Adam; recipe and deviations in `configs/age_common.py`.
+
+Run:
+  python -m dirjax.main --config=configs/imdb_lds_fds.py --workdir=/tmp/imdb_lds_fds \
+    --config.data.data_dir=/data/imdb
+
+`--config=configs/imdb_lds_fds.py:smoke` is the one-step version the tests run on a tiny fixture.
+"""
+
+from configs import age_common
+
+
+def get_config(arg: str = ""):
+  return age_common.get_config("imdb", "lds_fds", arg)

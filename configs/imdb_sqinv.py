@@ -1,0 +1,17 @@
+"""IMDB-WIKI-DIR, SQINV: L1 loss weighted by 1/sqrt(n_age) (mean weight 1).
+
+Reference: DIR paper Table 1 (not re-read): MAE 7.87 / 7.24 / 12.44 / 22.76.
+ResNet-50 from scratch, 224² inputs, batch 256, Adam; recipe and deviations in `configs/age_common.py`.
+
+Run:
+  python -m dirjax.main --config=configs/imdb_sqinv.py --workdir=/tmp/imdb_sqinv \
+    --config.data.data_dir=/data/imdb
+
+`--config=configs/imdb_sqinv.py:smoke` is the one-step version the tests run on a tiny fixture.
+"""
+
+from configs import age_common
+
+
+def get_config(arg: str = ""):
+  return age_common.get_config("imdb", "sqinv", arg)

@@ -1,0 +1,93 @@
+"""Image decoding and the DIR age-benchmark image transforms (numpy, host side).
+
+Reference pipeline (dir_reference.md §2.2, torchvision on PIL images):
+train: Resize((224, 224), bilinear) → RandomCrop(224, padding=16) → RandomHorizontalFlip(0.5)
+→ ToTensor ([0, 1]) → Normalize(0.5, 0.5) ⇒ [−1, 1]; val/test: Resize → ToTensor → Normalize.
+
+Here decoding + resize happen in the data source (PIL, so the bilinear resize is PIL's, exactly
+what torchvision does on PIL images), normalisation right after it, and the random crop + flip in
+`random_crop_flip` on the normalised float32 image. Because the reference pads with black pixels
+*before* normalising, our padding value is the normalised black, −1. Every split (train, val,
+test, the FDS statistics pass) thus yields the same float32 [−1, 1] images and no model or trainer
+needs to know about pixel formats. Cost on this project's 2-core VM (`scripts/bench_input.py`,
+AgeDB-like JPEGs): decode + resize ≈ 6 ms, normalise ≈ 1.4 ms, crop + flip ≈ 0.8 ms per image,
+i.e. host-side float conversion adds ≈ 25 % to the decode and makes batches 4× larger than uint8
+ones. Shipping uint8 and normalising on device would need a hook in the trainer/model (not in the
+`DataBundle` contract today).
+"""
+
+import os
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+PAD_VALUE = -1.0  # normalised black: (0 / 255 - 0.5) / 0.5
+
+
+def load_rgb(path: str, size: int) -> np.ndarray:
+  """Decodes `path` (JPEG/PNG/...) to RGB and resizes it to `size`×`size` (PIL bilinear) → uint8 [H, W, 3].
+
+  A missing, truncated or non-image file raises `ValueError` naming the file.
+  """
+  try:
+    with Image.open(path) as image:
+      image = image.convert("RGB")
+      if image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+      return np.asarray(image, dtype=np.uint8)
+  except FileNotFoundError as e:
+    raise ValueError(f"image file {path} does not exist") from e
+  except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    raise ValueError(f"corrupt or unreadable image {path}: {e}") from e
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+  """uint8 [0, 255] → float32 [−1, 1], with torchvision's arithmetic: (x / 255 − 0.5) / 0.5."""
+  if image.dtype != np.uint8:
+    raise TypeError(f"normalize expects a uint8 image, got {image.dtype}")
+  return (image.astype(np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(0.5)
+
+
+def random_crop_flip(image: np.ndarray, rng: np.random.Generator, padding: int = 16,
+                     pad_value: float = PAD_VALUE) -> np.ndarray:
+  """RandomCrop(size, padding) with constant padding, then a horizontal flip with probability 0.5.
+
+  Same distribution as torchvision: the crop's top-left corner is uniform on [0, 2·padding] in
+  each axis of the padded image. Only the window is written, the padded image is never built.
+  """
+  if image.ndim != 3:
+    raise ValueError(f"expected an [H, W, C] image, got shape {image.shape}")
+  h, w, _ = image.shape
+  top, left = rng.integers(0, 2 * padding + 1, size=2)
+  flip = rng.random() < 0.5
+  out = np.full_like(image, pad_value)
+  # Window of the padded image [top, top + h) × [left, left + w) in original coordinates.
+  dy, dx = top - padding, left - padding
+  src_y0, src_y1 = max(dy, 0), min(dy + h, h)
+  src_x0, src_x1 = max(dx, 0), min(dx + w, w)
+  out[src_y0 - dy:src_y1 - dy, src_x0 - dx:src_x1 - dx] = image[src_y0:src_y1, src_x0:src_x1]
+  return out[:, ::-1] if flip else out
+
+
+def train_augment(example: dict, rng: np.random.Generator) -> dict:
+  """`DataBundle.train_augment` of the age benchmarks: crop (16-px padding) + flip of `inputs`."""
+  return {**example, "inputs": np.ascontiguousarray(random_crop_flip(example["inputs"], rng))}
+
+
+def missing_files(root: str, paths: list[str]) -> list[str]:
+  """The entries of `paths` (relative to `root`) that are not files; one directory listing per folder.
+
+  Listing each folder once is much faster than one `stat` per file for the 200k IMDB-WIKI images.
+  """
+  by_dir: dict[str, list[str]] = {}
+  for path in paths:
+    by_dir.setdefault(os.path.dirname(path), []).append(path)
+  missing = []
+  for folder, members in by_dir.items():
+    try:
+      with os.scandir(os.path.join(root, folder)) as entries:
+        present = {entry.name for entry in entries if entry.is_file()}
+    except (FileNotFoundError, NotADirectoryError):
+      present = set()
+    missing.extend(p for p in members if os.path.basename(p) not in present)
+  return missing

@@ -1,0 +1,119 @@
+"""IMDB-WIKI-DIR / AgeDB-DIR experiment configs: reference hyper-parameters + one-step smoke runs."""
+
+import importlib
+import os
+import shutil
+
+import pytest
+
+from tests import fixtures_age
+
+DATASETS = ("imdb", "agedb")
+METHODS = ("vanilla", "sqinv", "lds", "fds", "lds_fds", "focal", "rrt", "gai", "bmc", "bni")
+STAGE2 = ("rrt", "gai", "bmc", "bni")
+CONFIGS = [f"{d}_{m}" for d in DATASETS for m in METHODS]
+
+
+def load(name: str, arg: str = ""):
+  return importlib.import_module(f"configs.{name}").get_config(arg)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_reference_hyper_parameters(name):
+  dataset, method = name.split("_", 1)
+  c = load(name)
+  # dir_reference.md §2.1 / §2.4: ResNet-50, Adam 1e-3 (no weight decay), 90 epochs, ×0.1 at 60 and 80,
+  # batch 256, 224² images; bucket_start 0 (IMDB-WIKI) / 3 (AgeDB); max_target 121; shots 100 / 20.
+  assert c.model.name == "resnet50" and c.data.img_size == 224 and c.batch_size == 256
+  assert c.optimizer.name == "adam" and c.optimizer.weight_decay == 0.0
+  assert tuple(c.optimizer.milestones) == (60, 80) and c.optimizer.decay_factor == 0.1
+  assert c.data.name == {"imdb": "imdb_wiki_dir", "agedb": "agedb_dir"}[dataset]
+  assert c.data.bucket_start == {"imdb": 0, "agedb": 3}[dataset] and c.data.bucket_num == 100
+  assert c.data.max_target == 121 and (c.data.many_shot_thr, c.data.low_shot_thr) == (100, 20)
+  # LDS / FDS: paper setting gaussian ks 5, σ 2 (README commands).
+  assert (c.reweight.kernel, c.reweight.ks, c.reweight.sigma) == ("gaussian", 5, 2.0)
+  assert (c.fds.kernel, c.fds.ks, c.fds.sigma, c.fds.momentum) == ("gaussian", 5, 2.0, 0.9)
+  assert c.reweight.lds == (method in ("lds", "lds_fds"))
+  assert c.fds.enabled == (method in ("fds", "lds_fds"))
+  assert c.reweight.method == ("sqrt_inv" if method in ("sqinv", "lds", "fds", "lds_fds", "rrt") else "none")
+  assert c.loss.name == {"focal": "focal_l1", "gai": "gai", "bmc": "bmc", "bni": "bni"}.get(method, "l1")
+  if method == "focal":
+    assert dict(c.loss.kwargs) == {"activate": "sigmoid", "beta": 0.2, "gamma": 1.0}
+  if method in STAGE2:
+    assert c.train_only == "head" and c.init_from  # a vanilla run must be given
+  else:
+    assert c.train_only == "" and c.init_from == ""
+  if method in ("gai", "bmc", "bni"):
+    # balanced_mse_reference.md §3.1: --lr 1e-4 --epoch 10 --init_noise_sigma 10, σ learnable, sigma_lr 0.01,
+    # --balanced_metric; GAI with the K = 8 GMM.
+    assert (c.optimizer.lr, c.num_epochs, c.loss.init_noise_sigma) == (1e-4, 10, 10.0)
+    assert not c.loss.fix_noise_sigma and c.loss.sigma_lr == 0.01 and c.eval.balanced_metric
+    assert c.loss.gmm_components == 8
+  else:
+    assert (c.optimizer.lr, c.num_epochs) == (1e-3, 90) and not c.eval.balanced_metric
+
+
+@pytest.fixture(scope="module")
+def age_root(tmp_path_factory):
+  root = fixtures_age.make_agedb(str(tmp_path_factory.mktemp("age") / "data"),
+                                 train_counts={3: 2, 20: 4, 35: 6, 60: 3, 99: 1})
+  shutil.copy(os.path.join(root, "agedb.csv"), os.path.join(root, "imdb_wiki.csv"))
+  return root
+
+
+@pytest.fixture(scope="module")
+def vanilla_runs(age_root, tmp_path_factory):
+  """Workdirs of one-step vanilla runs (the stage-1 models of the RRT / Balanced-MSE configs)."""
+  from dirjax import train
+  runs = {}
+  for dataset in DATASETS:
+    workdir = str(tmp_path_factory.mktemp(f"{dataset}_vanilla"))
+    c = load(f"{dataset}_vanilla", "smoke")
+    c.data.data_dir = age_root
+    train.train_and_evaluate(c, workdir)
+    runs[dataset] = workdir
+  return runs
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_smoke_config_builds_with_the_trainer(name, age_root, vanilla_dir_stub):
+  """Fast version of the smoke run: the trainer's config check, data, loss, weights and FDS options
+  (everything of `Experiment` except the model, whose ResNet compile takes minutes on 2 cores)."""
+  from dirjax import data, train
+  dataset, method = name.split("_", 1)
+  c = load(name, "smoke")
+  c.data.data_dir = age_root
+  if method in STAGE2:
+    c.init_from = vanilla_dir_stub
+  train.check_config(c)
+  bundle = data.get_data(c.data, seed=c.seed)
+  train.build_loss(c, bundle)
+  table = train.weight_table(c, bundle)
+  assert (table is None) == (c.reweight.method == "none")
+  if c.fds.enabled:
+    assert train.fds_kwargs(c, bundle)["bucket_start"] == {"imdb": 0, "agedb": 3}[dataset]
+  assert bundle.splits["train"][0]["inputs"].shape == (32, 32, 3)
+
+
+@pytest.fixture(scope="module")
+def vanilla_dir_stub(tmp_path_factory):
+  """A directory that passes `check_config`'s init_from test (config.json present)."""
+  path = tmp_path_factory.mktemp("vanilla_stub")
+  (path / "config.json").write_text("{}")
+  return str(path)
+
+
+# One real training step per config: ~3-4 min each on 2 CPU cores (ResNet-18 init + compile).
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CONFIGS)
+def test_one_step_smoke(name, age_root, vanilla_runs, tmp_path):
+  from dirjax import train
+  dataset, method = name.split("_", 1)
+  c = load(name, "smoke")
+  c.data.data_dir = age_root
+  if method in STAGE2:
+    c.init_from = vanilla_runs[dataset]
+  result = train.train_and_evaluate(c, str(tmp_path))
+  test = result["test"] if "test" in result else result
+  assert test["all"]["count"] == 10  # 5 ages × 2 test faces, each predicted once
+  assert test["all"]["mae"] >= 0
