@@ -1,0 +1,101 @@
+"""Shared builder of the NYUD2-DIR experiment configs (`configs/nyud2_*.py`).
+
+Reference recipe (dir_reference.md §4.1–4.5): Hu et al. depth network on an ImageNet-pretrained
+ResNet-50, per-pixel weighted MSE over every pixel (no invalid-pixel mask), Adam lr 1e-4 with
+coupled weight decay 1e-4, LR ×0.1 after epoch 5, 10 epochs, batch 32; after every epoch the FDS
+statistics pass over the fixed 600-image subset and a test-set evaluation that also selects the
+best model (there is no validation split, Q17). Metrics: RMSE etc. over the balanced test mask
+per shot. LDS = inverse weights of the gaussian (ks 5, σ 2) smoothed bucket counts (scipy
+'reflect' boundary); FDS over buckets 7..99 with calibration clip [0.2, 5], NYUD2's snapshot
+(non-aliased) last-epoch statistics and its whole-bucket zero-variance rule (Q13). Balanced MSE
+(balanced_mse_reference.md §3.2): GAI (16-component GMM of the reference's synthetic labels) or
+BNI (bucket prior), σ fixed at 1 m, loss only on pixels with depth ≥ 0.7 m.
+
+Deviations: ImageNet weights cannot be downloaded here — without `model.encoder_weights` (a
+converted checkpoint, see `dirjax.models.depth`) the encoder trains from scratch and the README
+numbers are out of reach. The trainer derives the LDS weight table and the BNI prior from
+`train_labels` (synthetic labels at 1e4 pixels per label, ≤1 % count error); the exact tables are
+`dirjax.data.nyud2.bucket_weight_table` / the counts `TRAIN_BUCKET_NUM`.
+"""
+
+import ml_collections
+
+METHODS = ("vanilla", "lds", "fds", "gai", "bni")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.num_epochs = 10
+  c.batch_size = 32
+  c.eval_batch_size = 32
+  c.input_threads = 8  # JPEG/PNG decoding + scipy rotation per example
+  c.mesh = ml_collections.ConfigDict({"shape": (-1,), "axes": ("data",)})
+  c.data = ml_collections.ConfigDict({
+    "name": "nyud2_dir", "data_dir": "./data/nyud2",
+    "loss_min_depth": 0.0,  # 0: every pixel counts (DIR); 0.7: Balanced-MSE domain
+    "pixels_per_label": 1e4,  # resolution of the synthetic train_labels (see dirjax/data/nyud2.py)
+    "color_augment": True})
+  c.model = ml_collections.ConfigDict({
+    "name": "depth_resnet50", "width": 64, "stage_sizes": (3, 4, 6, 3), "encoder_weights": ""})
+  c.loss = ml_collections.ConfigDict({
+    "name": "mse", "kwargs": {}, "init_noise_sigma": 1.0, "fix_noise_sigma": True, "sigma_lr": 1e-2,
+    "sigma_schedule": "constant", "prior": "", "gmm_components": 16})
+  c.reweight = ml_collections.ConfigDict({
+    "method": "none", "lds": False, "kernel": "gaussian", "ks": 5, "sigma": 2.0, "lds_mode": "reflect",
+    "faithful": True, "inverse_clip": None, "dense_alpha": 1.0})
+  c.fds = ml_collections.ConfigDict({
+    "enabled": False, "kernel": "gaussian", "ks": 5, "sigma": 2.0, "start_update": 0, "start_smooth": 1,
+    "momentum": 0.9, "clip_min": 0.2, "clip_max": 5.0, "zero_var_rule": "whole_bucket",
+    "alias_last_epoch": False, "fill_empty": False})
+  c.optimizer = ml_collections.ConfigDict({
+    "name": "adam", "lr": 1e-4, "weight_decay": 1e-4, "momentum": 0.9,
+    "schedule": "multistep", "milestones": (5,), "decay_factor": 0.1})
+  c.eval = ml_collections.ConfigDict({
+    "every_epochs": 1, "splits": ("test",), "select_split": "test", "select_metric": "all/rmse",
+    "balanced_metric": False})
+  c.checkpoint = ml_collections.ConfigDict({"every_epochs": 1, "max_to_keep": 1})
+  c.init_from = ""
+  c.train_only = ""  # RRT as the reference: "regressor|head" (the whole head R)
+  c.log_every_steps = 100
+  c.report = ml_collections.ConfigDict({
+    "split": "test", "metrics": ("all/rmse", "many/rmse", "medium/rmse", "few/rmse")})
+  c.variants = ml_collections.ConfigDict()
+  return c
+
+
+def apply_method(c: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
+  if method == "lds":  # README: --reweight inverse --lds --lds_kernel gaussian --lds_ks 5 --lds_sigma 2
+    c.reweight.method = "inverse"
+    c.reweight.lds = True
+  if method == "fds":  # README: --fds --fds_kernel gaussian --fds_ks 5 --fds_sigma 2
+    c.fds.enabled = True
+  if method in ("gai", "bni"):  # README: --bmse --imp gai|bni --init_noise_sigma 1.0 --fix_noise_sigma
+    c.loss.name = method
+    c.loss.init_noise_sigma = 1.0
+    c.loss.fix_noise_sigma = True
+    c.loss.prior = "gmm" if method == "gai" else "buckets"
+    c.data.loss_min_depth = 0.7
+    if method == "gai":
+      c.data.pixels_per_label = 1e6  # the 3,644 labels the reference's preprocess_gmm.py fits
+  return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """One step on a tiny fixture with a tiny network (the tests set data_dir)."""
+  c.num_epochs = 1
+  c.batch_size = c.eval_batch_size = 4
+  c.input_threads = 0
+  c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)
+  c.log_every_steps = 1
+  return c
+
+
+def get_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
+  """`configs/nyud2_<method>.py:get_config(arg)`; `arg == "smoke"` gives the one-step version."""
+  if arg not in ("", "smoke"):
+    raise ValueError(f"unknown config argument {arg!r}; use '' or 'smoke'")
+  c = apply_method(base_config(), method)
+  return smoke(c) if arg == "smoke" else c

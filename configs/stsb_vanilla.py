@@ -1,0 +1,21 @@
+"""STS-B-DIR, plain MSE (the paper's Vanilla row; recalled overall MSE ≈ 0.974, Pearson ≈ 74.2 — not in the README).
+
+README numbers are overall / many / medium / few test MSE of the paper's BiLSTM + GloVe model;
+the default encoder here is frozen all-MiniLM-L6-v2 + MLP (recipe, label scale and deviations in
+`configs/stsb_common.py`). About 1–2 min on 2 CPU cores once the embedding cache exists
+(`stsb.prepare` builds it on first use, ~3–8 min).
+
+Run:
+  python -m dirjax.main --config=configs/stsb_vanilla.py --workdir=/tmp/stsb_vanilla \
+    --config.data.data_dir=/path/to/sts-b-dir [--config.data.cache_dir=/writable/dir]
+
+Paper model (BiLSTM, GloVe): `--config=configs/stsb_vanilla.py:bilstm --config.data.glove=/path/glove.840B.300d.txt
+--config.model.embeddings=<cache_dir>/stsb_embeddings.npy`. `:smoke` / `:bilstm_smoke` are the
+one-step versions the tests run on a tiny fixture.
+"""
+
+from configs import stsb_common
+
+
+def get_config(arg: str = ""):
+  return stsb_common.get_config("vanilla", arg)

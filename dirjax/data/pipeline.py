@@ -1,0 +1,117 @@
+"""Batching: per-epoch shuffle, train augmentation, fixed global batches with padding + mask,
+process-local reading and global `jax.Array` assembly.
+
+Epoch `e` of a split is fully determined by `(seed, e)`: the order is
+`default_rng([seed, e]).permutation(N)`, the last partial batch is filled by wrapping around to
+the start of that order, and the padded rows carry `valid = False` (every loss, accumulation and
+evaluation ignores them; they are real examples so BatchNorm batch statistics stay sane). The
+augmentation RNG of an element is derived from (seed, epoch, position in the epoch) by grain's
+`random_map`. So resuming at `(epoch, step)` rebuilds exactly the batches of an uninterrupted run.
+
+Each process reads only its rows of every global batch (`sharding.process_rows`); batches are
+placed with `sharding.to_global` on `NamedSharding(mesh, P("data"))`.
+
+Deviation: the reference keeps the last partial batch smaller (`drop_last=False`); we keep shapes
+static, so BatchNorm sees up to `batch_size - 1` repeated real rows in that one batch.
+"""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from dirjax import sharding
+
+Augment = Callable[[dict, np.random.Generator], dict]
+
+
+class ArrayDataset(grain.MapDataset):
+  """An in-memory split: a dict of equally long arrays, one element per row.
+
+  Besides the element-wise `MapDataset` interface it has a vectorised `gather(indices)`, which the
+  loader uses (when there is no per-element augmentation) to build a batch with one fancy index.
+  """
+
+  def __init__(self, arrays: dict[str, np.ndarray]):
+    super().__init__()
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if not arrays or len(set(lengths.values())) != 1:
+      raise ValueError(f"ArrayDataset needs equally long arrays, got lengths {lengths}")
+    self._arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    self._len = next(iter(lengths.values()))
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    return {k: v[index % self._len] for k, v in self._arrays.items()}
+
+  def __str__(self) -> str:
+    return f"ArrayDataset(len={self._len}, keys={sorted(self._arrays)})"
+
+  def gather(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[indices] for k, v in self._arrays.items()}
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class Loader:
+  """Fixed-size global batches of one split: `loader(epoch, start_step)` yields dicts of global
+  arrays (the element keys plus `valid`, a bool `[batch_size]` row mask)."""
+
+  def __init__(self, dataset: grain.MapDataset, *, batch_size: int, mesh: Mesh, shuffle: bool = False,
+               seed: int = 0, augment: Augment | None = None, num_threads: int = 0):
+    if len(dataset) == 0:
+      raise ValueError("cannot batch an empty split")
+    sharding.check_batch_size(batch_size, mesh)
+    self.dataset, self.batch_size, self.mesh = dataset, batch_size, mesh
+    self.shuffle, self.seed, self.augment, self.num_threads = shuffle, seed, augment, num_threads
+    self.steps_per_epoch = -(-len(dataset) // batch_size)
+
+  def indices(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Global example indices `[steps, batch_size]` of an epoch and their `valid` mask."""
+    n, total = len(self.dataset), self.steps_per_epoch * self.batch_size
+    order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+    shape = (self.steps_per_epoch, self.batch_size)
+    return np.resize(order, total).reshape(shape), (np.arange(total) < n).reshape(shape)
+
+  def _local_batches(self, epoch: int) -> grain.MapDataset:
+    """This process's rows of every batch of the epoch, as a grain dataset of numpy batches."""
+    rows = sharding.process_rows(self.batch_size)
+    index, valid = (a[:, rows] for a in self.indices(epoch))
+    if self.augment is None and isinstance(self.dataset, ArrayDataset):
+      batches = grain.MapDataset.range(self.steps_per_epoch).map(lambda s: self.dataset.gather(index[s]))
+    else:
+      elements = grain.MapDataset.source(index.ravel()).map(lambda i: self.dataset[int(i)])
+      if self.augment is not None:
+        elements = elements.random_map(self.augment, seed=_epoch_seed(self.seed, epoch))
+      batches = elements.batch(index.shape[1])
+    return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s]})
+
+  def local_batch(self, epoch: int, step: int) -> dict[str, np.ndarray]:
+    return self._local_batches(epoch)[step]
+
+  def __call__(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
+    batches = self._local_batches(epoch)[start_step:]
+    if self.num_threads > 0:
+      batches = batches.to_iter_dataset(
+        grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=2 * self.num_threads))
+    for batch in batches:
+      yield sharding.to_global(batch, self.mesh)
+
+
+def predict(predict_fn: Callable[[dict[str, jax.Array]], Any], loader: Loader) -> np.ndarray:
+  """Runs `predict_fn` over one unshuffled pass and returns host predictions in split order,
+  each example exactly once (padded rows dropped)."""
+  if loader.shuffle:
+    raise ValueError("predict needs an unshuffled loader")
+  outputs = sharding.to_host([predict_fn(batch) for batch in loader(0)])
+  _, valid = loader.indices(0)
+  return np.concatenate(outputs)[valid.ravel()]
