@@ -58,7 +58,11 @@ class Checkpointer:
     self._managers = {
       which: ocp.CheckpointManager(
         os.path.join(self.directory, which),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        options=ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=True,
+          # Both managers save the same step; distinct barrier names keep their multi-process
+          # barriers apart (orbax otherwise fails: "Barrier _async_write_complete.<step> is already ongoing").
+          multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=which)),
         item_handlers=_item_handlers())
       for which, keep in (("latest", max_to_keep), ("best", 1))
     }

@@ -1,9 +1,10 @@
 """Device mesh, batch placement and multi-process helpers (data parallelism over `P("data")`).
 
 Parameters are replicated; every global batch is split along its first axis over the mesh. Each
-process produces only its own rows of a global batch (`process_rows`) and `to_global` assembles
-the global `jax.Array` with `jax.make_array_from_process_local_data`, so the same code runs on one
-process (where the local rows are the whole batch) and on many (after `jax.distributed.initialize`).
+process produces only the rows of a global batch that its devices hold (`process_rows`) and
+`to_global` assembles the global `jax.Array` with `jax.make_array_from_process_local_data`, so the
+same code runs on one process (where the local rows are the whole batch) and on many (after
+`dirjax.distributed.initialize`; see docs/multihost.md).
 """
 
 from collections.abc import Sequence
@@ -59,10 +60,16 @@ def check_batch_size(batch_size: int, mesh: Mesh, name: str = "batch_size") -> N
                      f"{shards} and of the process count {jax.process_count()}")
 
 
-def process_rows(global_batch_size: int) -> slice:
-  """Rows of every global batch that this process reads (contiguous, in process order)."""
-  local = global_batch_size // jax.process_count()
-  return slice(jax.process_index() * local, (jax.process_index() + 1) * local)
+def process_rows(global_batch_size: int, mesh: Mesh) -> np.ndarray:
+  """Global row indices of every batch that this process's devices hold under `data_sharding(mesh)`,
+  ascending: the order in which `jax.make_array_from_process_local_data` places the local rows.
+
+  Read off the sharding rather than assumed contiguous per process: a TPU slice's topology-ordered
+  mesh can interleave the processes' devices along the data axis.
+  """
+  index = data_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
+  blocks = sorted({rows[0].indices(global_batch_size)[:2] for rows in index.values()})
+  return np.concatenate([np.arange(start, stop) for start, stop in blocks])
 
 
 def to_global(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

@@ -132,7 +132,7 @@ def build_loss(config: ml_collections.ConfigDict, bundle: data_lib.DataBundle):
     rw = config.reweight
     buckets = (priors.bucket_prior(bundle.train_labels, bundle.binning, lds=rw.lds, lds_kernel=rw.kernel,
                                    lds_ks=rw.ks, lds_sigma=rw.sigma, faithful=rw.faithful)
-               if prior == "buckets" else priors.load_prior(prior, expected_kind="buckets"))
+               if prior == "buckets" else priors.load_prior(prior, expected_kind="bucket"))
     kwargs.update(bucket_centers=buckets.centers, bucket_weights=buckets.weights)
   return losses.get_loss(name, **kwargs)
 
@@ -329,8 +329,14 @@ class Experiment:
 
       def loss_fn(model):
         pred, _ = model(batch["inputs"], targets=targets, epoch=epoch)
-        noise_var = jnp.square(model.noise_sigma[...]) if self.balanced else None
-        return self.loss_fn(pred, targets, weights=weights, mask=mask, noise_var=noise_var), pred
+        if not self.balanced:
+          return self.loss_fn(pred, targets, weights=weights, mask=mask), pred
+        # Balanced MSE on a dense task: every (masked-in) pixel is a row of one [N, 1] batch, as the
+        # NYUD2 reference flattens the selected pixels of the whole batch (balanced_mse spec §3.2).
+        flat_mask = mask.reshape(-1) if pred.ndim > 2 else mask
+        noise_var = jnp.square(model.noise_sigma[...])
+        return self.loss_fn(pred.reshape(-1, pred.shape[-1]), targets.reshape(-1, targets.shape[-1]),
+                            mask=flat_mask, noise_var=noise_var), pred
 
       step = optimizer.step[...].astype(jnp.int32)
       (loss, pred), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
@@ -434,6 +440,12 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
+def _is_chief() -> bool:
+  """Process 0 writes the workdir's files (config, metrics, predictions, reports); orbax writes the
+  checkpoints from every process. A multi-process workdir must be on a file system all share."""
+  return jax.process_index() == 0
+
+
 def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
@@ -466,8 +478,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     return train_variants(config, workdir, stop_after_steps=stop_after_steps)
   os.makedirs(workdir, exist_ok=True)
   experiment = Experiment(config)
-  _save_config(config, workdir)
-  np.save(os.path.join(workdir, "train_labels.npy"), experiment.bundle.train_labels)
+  if _is_chief():
+    _save_config(config, workdir)
+    np.save(os.path.join(workdir, "train_labels.npy"), experiment.bundle.train_labels)
   metric_name = select_metric(config)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep)
   writer = writers.MetricWriter(workdir)
@@ -549,6 +562,8 @@ def _log_train(experiment: Experiment, writer, progress, state: dict, counters: 
 
 
 def _write_json(path: str, obj: Any) -> None:
+  if not _is_chief():
+    return
   with open(path, "w") as f:
     json.dump(obj, f, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x))
 
@@ -560,6 +575,8 @@ def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int)
   result = {"which": which, "epoch": meta["epoch"] - 1, "step": meta["step"], **metrics}
   if experiment.balanced:
     result["noise_sigma"] = float(jax.device_get(state["model"]["noise_sigma"][...]))
+  if not _is_chief():
+    return result
   for split, p in preds.items():
     np.savez(os.path.join(workdir, f"predictions_{split}.npz"), preds=p,
              targets=np.stack([np.asarray(experiment.bundle.splits[split][i]["targets"])
@@ -622,6 +639,8 @@ def train_variants(config: ml_collections.ConfigDict, workdir: str, *, stop_afte
     results[name] = train_and_evaluate(cfg, os.path.join(workdir, name), stop_after_steps=stop_after_steps)
     if "stopped_at_step" in results[name]:
       return results
+  if not _is_chief():
+    return results
   table = comparison_table(results, config.report.metrics, config.report.split)
   print(table)
   with open(os.path.join(workdir, "comparison.md"), "w") as f:

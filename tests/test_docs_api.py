@@ -25,7 +25,7 @@ import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 DOCS = os.path.join(ROOT, "docs")
-DOC_PAGES = ("index.md", "methods.md", "user_guide.md", "reproduction.md", "deviations.md")
+DOC_PAGES = ("index.md", "methods.md", "user_guide.md", "reproduction.md", "deviations.md", "multihost.md")
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 SPAN = re.compile(r"`([^`\n]+)`")

@@ -71,7 +71,8 @@ def scalar_evaluator(split_labels: dict[str, np.ndarray], train_labels: np.ndarr
     preds = np.asarray(preds, np.float64).reshape(labels.shape)
     out = metrics.shot_metrics(preds, labels, train_labels, many_shot_thr=many_shot_thr,
                                low_shot_thr=low_shot_thr, binning=binning)
-    out["balanced"] = metrics.balanced_metrics(preds, labels, binning=binning)
+    out["balanced"] = metrics.balanced_metrics(preds, labels, binning=binning, train_labels=train_labels,
+                                               many_shot_thr=many_shot_thr, low_shot_thr=low_shot_thr)
     return out
 
   return evaluate

@@ -84,7 +84,7 @@ class Loader:
 
   def _local_batches(self, epoch: int) -> grain.MapDataset:
     """This process's rows of every batch of the epoch, as a grain dataset of numpy batches."""
-    rows = sharding.process_rows(self.batch_size)
+    rows = sharding.process_rows(self.batch_size, self.mesh)
     index, valid = (a[:, rows] for a in self.indices(epoch))
     if self.augment is None and isinstance(self.dataset, ArrayDataset):
       batches = grain.MapDataset.range(self.steps_per_epoch).map(lambda s: self.dataset.gather(index[s]))
