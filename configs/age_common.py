@@ -108,7 +108,8 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.batch_size = c.eval_batch_size = 8
   c.input_threads = 0
   c.data.img_size = 32
-  c.model = ml_collections.ConfigDict({"name": "resnet18", "out_dim": 1, "bn_groups": 4})
+  c.model = ml_collections.ConfigDict({"name": "resnet18", "out_dim": 1, "bn_groups": 4, "width": 4,
+                                      "stage_sizes": (1, 1, 1, 1)})
   c.loss.gmm_components = 2  # the fixtures have only a handful of distinct ages
   c.log_every_steps = 1
   return c

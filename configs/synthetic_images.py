@@ -51,6 +51,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "bni": {"loss": {"name": "bni", "prior": "buckets"}},
   })
   if arg == "smoke":
+    c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)
     c = synthetic_1d.smoke(c)
     c.input_threads = 0
   return c

@@ -103,8 +103,7 @@ def vanilla_dir_stub(tmp_path_factory):
   return str(path)
 
 
-# One real training step per config: ~3-4 min each on 2 CPU cores (ResNet-18 init + compile).
-@pytest.mark.slow
+# One real training step per config, with the smoke switch's tiny ResNet-18 (width 4, one block per stage).
 @pytest.mark.parametrize("name", CONFIGS)
 def test_one_step_smoke(name, age_root, vanilla_runs, tmp_path):
   from dirjax import train

@@ -82,7 +82,6 @@ def test_images_config_one_step_fds(tmp_path):
   assert set(train.SHOTS) <= set(results["fds"]["test"])  # shot groups reported
 
 
-@pytest.mark.slow
 def test_images_config_one_step_all_variants(tmp_path):
   config, results = _run_smoke(os.path.join(CONFIG_DIR, "synthetic_images.py"), str(tmp_path))
   assert list(results) == list(config.variants.keys())

@@ -110,15 +110,8 @@ def nyud2_dir(tmp_path_factory):
   return fixtures_nyud2.make_nyud2(str(tmp_path_factory.mktemp("nyud2")), n_train=4, n_test=2, n_fds=2)
 
 
-# The trainer still hands dense [B, H, W, 1] maps to the Balanced-MSE losses, which take [N, 1]
-# pixels with an [N] mask (the reference flattens the depth ≥ 0.7 pixels): pending in dirjax/train.py.
-_BMSE_PENDING = pytest.mark.xfail(strict=True, raises=ValueError,
-                                  reason="trainer does not flatten dense maps for Balanced-MSE losses yet")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("method", [m if m not in ("gai", "bni") else pytest.param(m, marks=_BMSE_PENDING)
-                                    for m in NYUD2])
+@pytest.mark.parametrize("method", NYUD2)
 def test_nyud2_smoke(method, nyud2_dir, tmp_path):
   c = load(f"nyud2_{method}", "smoke")
   c.data.data_dir = nyud2_dir

@@ -123,12 +123,17 @@ class ResNet(nnx.Module):
       stem: str = "imagenet",
       dtype: Any = None,
       bn_groups: int | None = None,
+      width: int = 64,
+      stage_sizes: tuple[int, ...] | None = None,
       rngs: nnx.Rngs,
       fds: FDS | None = None,
   ):
     if depth not in ARCHITECTURES:
       raise ValueError(f"ResNet depth must be one of {sorted(ARCHITECTURES)}, got {depth}")
-    block, stage_sizes = ARCHITECTURES[depth]
+    block, default_stages = ARCHITECTURES[depth]
+    stage_sizes = tuple(default_stages if stage_sizes is None else stage_sizes)
+    if len(stage_sizes) != 4 or min(stage_sizes) < 1 or width < 1:
+      raise ValueError(f"need width >= 1 and 4 stage sizes >= 1, got width={width}, stage_sizes={stage_sizes}")
     if stem not in ("imagenet", "cifar"):
       raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
     if bn_groups is not None and bn_groups < 1:
@@ -150,13 +155,13 @@ class ResNet(nnx.Module):
     self.stem = stem
     self.dtype = dtype
     if stem == "imagenet":
-      self.conv1 = conv(in_channels, 64, 7, 2, rngs=rngs)
+      self.conv1 = conv(in_channels, width, 7, 2, rngs=rngs)
     else:
-      self.conv1 = conv(in_channels, 64, 3, 1, rngs=rngs)
-    self.bn1 = norm(64, rngs=rngs)
+      self.conv1 = conv(in_channels, width, 3, 1, rngs=rngs)
+    self.bn1 = norm(width, rngs=rngs)
     blocks = []
-    in_planes = 64
-    for stage, (planes, size) in enumerate(zip((64, 128, 256, 512), stage_sizes)):
+    in_planes = width
+    for stage, (planes, size) in enumerate(zip((width, 2 * width, 4 * width, 8 * width), stage_sizes)):
       for i in range(size):
         stride = 2 if stage > 0 and i == 0 else 1
         blocks.append(block(in_planes, planes, stride, conv=conv, norm=norm, rngs=rngs))
