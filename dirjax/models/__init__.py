@@ -83,6 +83,15 @@ def pytorch_linear(
     dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
 
+class RegressionModel(nnx.Module):
+  """Base of dirjax's models: a ``deterministic`` flag that ``train()``/``eval()`` and
+  ``nnx.view(model, deterministic=...)`` toggle, switching FDS (applied in ``apply_head``) on/off."""
+
+  def set_view(self, deterministic: bool | None = None) -> None:
+    if deterministic is not None:
+      self.deterministic = deterministic
+
+
 def apply_head(module: nnx.Module, features: jax.Array, targets: jax.Array | None, epoch: Any) -> jax.Array:
   """Runs ``module.head`` on ``features``, FDS-calibrated first when training with ``module.fds``."""
   if module.fds is not None and not module.deterministic:

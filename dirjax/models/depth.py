@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dirjax.models import apply_head
+from dirjax.models import RegressionModel, apply_head
 from dirjax.models.resnet import BN_EPSILON, BN_MOMENTUM, Bottleneck, conv_init
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class UpProjection(nnx.Module):
     return nnx.relu(branch1 + self.bn2(self.conv2(x)))
 
 
-class DepthNet(nnx.Module):
+class DepthNet(RegressionModel):
   """`model(images [B,H,W,3]) -> (depth [B, H/2, W/2, 1], features [B, H/2, W/2, 2·width])`."""
 
   def __init__(self, width: int = 64, stage_sizes: Sequence[int] = (3, 4, 6, 3),
@@ -122,10 +122,6 @@ class DepthNet(nnx.Module):
     self.fds = fds
     self.deterministic = False
 
-  def set_view(self, deterministic: bool | None = None) -> None:
-    """Lets `nnx.view(model, deterministic=...)` switch FDS on/off like `train()`/`eval()`."""
-    if deterministic is not None:
-      self.deterministic = deterministic
 
   def __call__(
       self, x: jax.Array, targets: jax.Array | None = None, epoch: Any = None

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dirjax.models import apply_head, pytorch_linear
+from dirjax.models import RegressionModel, apply_head, pytorch_linear
 
 if TYPE_CHECKING:
   from dirjax.fds import FDS
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 ACTIVATIONS = {"relu": nnx.relu, "gelu": nnx.gelu, "tanh": jnp.tanh, "silu": nnx.silu}
 
 
-class MLP(nnx.Module):
+class MLP(RegressionModel):
   """``in_features → hidden... → out_dim``; every layer uses PyTorch's default Linear init.
 
   The tutorial's FCNet is ``MLP(13, (256, 256, 256), 1)``. ``features`` is the last hidden
@@ -48,10 +48,6 @@ class MLP(nnx.Module):
     self.fds = fds
     self.deterministic = False
 
-  def set_view(self, deterministic: bool | None = None) -> None:
-    """Lets ``nnx.view(model, deterministic=...)`` switch FDS on/off like ``train()``/``eval()``."""
-    if deterministic is not None:
-      self.deterministic = deterministic
 
   def __call__(
       self, x: jax.Array, targets: jax.Array | None = None, epoch: Any = None

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dirjax.models import apply_head, pytorch_linear
+from dirjax.models import RegressionModel, apply_head, pytorch_linear
 
 if TYPE_CHECKING:
   from dirjax.fds import FDS
@@ -108,7 +108,7 @@ def _downsample(in_planes: int, out_planes: int, stride: int, *, conv: Callable,
 ARCHITECTURES = {18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}
 
 
-class ResNet(nnx.Module):
+class ResNet(RegressionModel):
   """ResNet-18/50 backbone + linear ``head``: ``model(x [B,H,W,C]) -> (pred [B,out_dim], encoding)``.
 
   The encoding is 512-d (ResNet-18) or 2048-d (ResNet-50, the IMDB-WIKI/AgeDB-DIR backbone).
@@ -172,10 +172,6 @@ class ResNet(nnx.Module):
     self.fds = fds
     self.deterministic = False
 
-  def set_view(self, deterministic: bool | None = None) -> None:
-    """Lets ``nnx.view(model, deterministic=...)`` switch FDS on/off like ``train()``/``eval()``."""
-    if deterministic is not None:
-      self.deterministic = deterministic
 
   def __call__(
       self, x: jax.Array, targets: jax.Array | None = None, epoch: Any = None

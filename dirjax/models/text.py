@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dirjax.models import apply_head, pytorch_linear
+from dirjax.models import RegressionModel, apply_head, pytorch_linear
 
 if TYPE_CHECKING:
   from dirjax.fds import FDS
@@ -44,7 +44,7 @@ def pair_features(u: jax.Array, v: jax.Array) -> jax.Array:
   return jnp.concatenate([u, v, jnp.abs(u - v), u * v], axis=-1)
 
 
-class BiLSTMRegressor(nnx.Module):
+class BiLSTMRegressor(RegressionModel):
   """Reference STS-B-DIR model; inputs are int32 token ids `[B, 2, L]` (pad id 0).
 
   Embeddings are frozen (a `FrozenEmbedding`, not an `nnx.Param`). Deviation: LSTM weights use
@@ -94,10 +94,6 @@ class BiLSTMRegressor(nnx.Module):
     self.fds = fds
     self.deterministic = False
 
-  def set_view(self, deterministic: bool | None = None) -> None:
-    """Lets `nnx.view(model, deterministic=...)` switch FDS on/off like `train()`/`eval()`."""
-    if deterministic is not None:
-      self.deterministic = deterministic
 
   def encode(self, tokens: jax.Array) -> jax.Array:
     """Sentence encoding `[B, 2·hidden]` of int token ids `[B, L]` (masked max-pool)."""
