@@ -9,13 +9,13 @@ per shot. LDS = inverse weights of the gaussian (ks 5, σ 2) smoothed bucket cou
 'reflect' boundary); FDS over buckets 7..99 with calibration clip [0.2, 5], NYUD2's snapshot
 (non-aliased) last-epoch statistics and its whole-bucket zero-variance rule (Q13). Balanced MSE
 (balanced_mse_reference.md §3.2): GAI (16-component GMM of the reference's synthetic labels) or
-BNI (bucket prior), σ fixed at 1 m, loss only on pixels with depth ≥ 0.7 m.
+BNI (bucket prior), σ fixed at 1 m, loss only on pixels with depth ≥ 0.7 m. The LDS weight table
+and the BNI prior come from the reference's pixel counts `TRAIN_BUCKET_NUM` (the data bundle's
+`train_bin_counts`), the GMM from its 3,644 synthetic labels, as in the reference.
 
-Deviations: ImageNet weights cannot be downloaded here — without `model.encoder_weights` (a
+Deviation: ImageNet weights cannot be downloaded here — without `model.encoder_weights` (a
 converted checkpoint, see `dirjax.models.depth`) the encoder trains from scratch and the README
-numbers are out of reach. The trainer derives the LDS weight table and the BNI prior from
-`train_labels` (synthetic labels at 1e4 pixels per label, ≤1 % count error); the exact tables are
-`dirjax.data.nyud2.bucket_weight_table` / the counts `TRAIN_BUCKET_NUM`.
+numbers are out of reach.
 """
 
 import ml_collections
@@ -34,7 +34,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict({
     "name": "nyud2_dir", "data_dir": "./data/nyud2",
     "loss_min_depth": 0.0,  # 0: every pixel counts (DIR); 0.7: Balanced-MSE domain
-    "pixels_per_label": 1e4,  # resolution of the synthetic train_labels (see dirjax/data/nyud2.py)
     "color_augment": True})
   c.model = ml_collections.ConfigDict({
     "name": "depth_resnet50", "width": 64, "stage_sizes": (3, 4, 6, 3), "encoder_weights": ""})
@@ -78,8 +77,6 @@ def apply_method(c: ml_collections.ConfigDict, method: str) -> ml_collections.Co
     c.loss.fix_noise_sigma = True
     c.loss.prior = "gmm" if method == "gai" else "buckets"
     c.data.loss_min_depth = 0.7
-    if method == "gai":
-      c.data.pixels_per_label = 1e6  # the 3,644 labels the reference's preprocess_gmm.py fits
   return c
 
 

@@ -22,7 +22,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
 Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
@@ -303,8 +302,9 @@ def bmc_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
 
 
 def _gmm_arrays(means: ArrayLike, covs: ArrayLike, weights: ArrayLike, dim: int,
-                dtype: Any) -> tuple[Array, Array, Array]:
-  """GMM parameters as means [K, d], covs [K, d, d], normalised log-weights [K]."""
+                dtype: Any) -> tuple[Array, Array, Array, Array]:
+  """GMM parameters as means [K, d], the eigenpairs of the covariances (λ [K, d], U [K, d, d],
+  Σ_k = U_k diag(λ_k) U_kᵀ) and normalised log-weights [K]."""
   if jnp.ndim(weights) != 1:
     raise ValueError(f"gmm_weights must be [K]; got shape {jnp.shape(weights)}")
   k = jnp.shape(weights)[0]
@@ -315,13 +315,31 @@ def _gmm_arrays(means: ArrayLike, covs: ArrayLike, weights: ArrayLike, dim: int,
     raise ValueError(f"gmm_covs must be [K, d, d] = {(k, dim, dim)} (or [K, 1] / [K] when "
                      f"d = 1); got shape {jnp.shape(covs)}")
   _check_mixture_weights(weights, "gmm_weights")
-  if _is_concrete(covs):
-    c = np.asarray(covs, np.float64).reshape(k, dim, dim)
-    if not np.allclose(c, np.swapaxes(c, 1, 2)) or np.any(np.linalg.eigvalsh(c)[:, 0] <= 0):
-      raise ValueError("gmm_covs must be symmetric positive definite covariance matrices")
+  eigvals, eigvecs = _covariance_eigh(covs, k, dim)
   weights = jnp.asarray(weights, dtype)
-  return (jnp.asarray(means, dtype).reshape(k, dim), jnp.asarray(covs, dtype).reshape(k, dim, dim),
-          jnp.log(weights / jnp.sum(weights)))
+  return (jnp.asarray(means, dtype).reshape(k, dim), jnp.asarray(eigvals, dtype),
+          jnp.asarray(eigvecs, dtype), jnp.log(weights / jnp.sum(weights)))
+
+
+def _covariance_eigh(covs: ArrayLike, k: int, dim: int) -> tuple[ArrayLike, ArrayLike]:
+  """Eigenpairs of the [K, d, d] covariances, checked symmetric positive definite when concrete.
+
+  d = 1 needs no decomposition; a concrete prior (the trainer's) is decomposed once on the host in
+  float64; only traced d > 1 covariances call `jnp.linalg.eigh`, on the tiny [K, d, d] stack.
+  Nothing in the loss runs a LAPACK kernel over the batch: XLA:CPU's batched LAPACK kernels
+  (e.g. a triangular solve over [K, d, B]) deadlock in a step sharded over several CPU devices.
+  """
+  if not _is_concrete(covs):
+    if dim == 1:
+      return jnp.reshape(covs, (k, 1)), jnp.ones((k, 1, 1))
+    return jnp.linalg.eigh(covs)
+  c = np.asarray(covs, np.float64).reshape(k, dim, dim)
+  if not np.allclose(c, np.swapaxes(c, 1, 2)):
+    raise ValueError("gmm_covs must be symmetric positive definite covariance matrices")
+  eigvals, eigvecs = np.linalg.eigh(c)
+  if np.any(eigvals[:, 0] <= 0):
+    raise ValueError("gmm_covs must be symmetric positive definite covariance matrices")
+  return eigvals, eigvecs
 
 
 def _check_mixture_weights(weights: ArrayLike, name: str) -> None:
@@ -336,18 +354,21 @@ def gai_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike, gmm_means
   """GMM-based analytical integration Balanced MSE (reference `gai_loss` / `GAILossMD`).
 
   loss = stop_gradient(2v) · mean_i[−log N(y_i; p_i, vI) + log Σ_k π_k N(p_i; μ_k, Σ_k + vI)],
-  with the (d/2)·log 2π terms cancelled. One path for every d: K Cholesky factorisations of
-  Σ_k + vI per call (the d = 1 case equals the reference's 1-D formula). Covariances may be
+  with the (d/2)·log 2π terms cancelled. One path for every d: with Σ_k = U_k diag(λ_k) U_kᵀ,
+  Σ_k + vI has eigenvalues λ_k + v, so its log-determinant and Mahalanobis distances are closed
+  forms in v (the d = 1 case is the reference's 1-D formula). Covariances may be
   [K, d, d], or [K, 1] / [K] when d = 1; the weights are normalised to sum 1 inside (sklearn's
   `weights_`, which the reference uses, already do). Can be negative; tends to MSE as σ → 0.
   """
   pred, target, v, valid = _balanced_inputs(pred, target, noise_var, mask)
   dim = pred.shape[1]
-  means, covs, log_pi = _gmm_arrays(gmm_means, gmm_covs, gmm_weights, dim, pred.dtype)
-  chol = jnp.linalg.cholesky(covs + v * jnp.eye(dim, dtype=pred.dtype))           # [K, d, d]
-  log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)     # [K]
-  diff = jnp.swapaxes(pred[None, :, :] - means[:, None, :], 1, 2)                 # [K, d, B]
-  mahalanobis = jnp.sum(jnp.square(solve_triangular(chol, diff, lower=True)), axis=1)  # [K, B]
+  means, eigvals, eigvecs, log_pi = _gmm_arrays(gmm_means, gmm_covs, gmm_weights, dim, pred.dtype)
+  shifted = eigvals + v                                                            # [K, d]
+  log_det = jnp.sum(jnp.log(shifted), axis=1)                                      # [K]
+  # Coordinates of p_i − μ_k in the eigenbasis of Σ_k: the Mahalanobis distance under Σ_k + vI.
+  coords = (jnp.einsum("bd,kde->kbe", pred, eigvecs, precision=jax.lax.Precision.HIGHEST)
+            - jnp.einsum("kd,kde->ke", means, eigvecs, precision=jax.lax.Precision.HIGHEST)[:, None])
+  mahalanobis = jnp.sum(jnp.square(coords) / shifted[:, None, :], axis=2)          # [K, B]
   balance = jax.nn.logsumexp(
       log_pi[:, None] - 0.5 * log_det[:, None] - 0.5 * mahalanobis, axis=0)
   nll = jnp.sum(jnp.square(pred - target), axis=-1) / (2 * v) + 0.5 * dim * jnp.log(v)

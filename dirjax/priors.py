@@ -102,18 +102,23 @@ def bucket_prior(labels, binning: weighting.Binning | weighting.JointBinning, ld
 
   Histogram of the labels in `binning` (labels outside the bin range are dropped, not pooled),
   optional LDS of the raw counts with zero padding (faithful: truncated to integers, Q22), buckets
-  with zero (smoothed) count dropped, weights = counts / total. Centres are the bins' left edges
-  (`binning.starts()`: the integer ages themselves for `Binning(200)`, no +0.5) as the reference.
+  with zero (smoothed) count dropped, weights = counts / total. Centres: the bins' left edges when
+  every label sits on one (integer ages in `Binning(200)`: the ages themselves, no +0.5, as the
+  reference), else the bins' mid-points (continuous labels: a left edge would shift the prior by
+  half a bin; the reference has no BNI for them).
   """
   labels = weighting.host_labels(labels, binning)
-  counts = weighting.label_histogram(labels[binning.in_range(labels)], binning)
+  labels = labels[binning.in_range(labels)]
+  counts = weighting.label_histogram(labels, binning)
+  on_edges = np.array_equal(binning.starts()[binning.index(labels)], labels.astype(np.float32))
   if lds:
     counts = weighting.lds_smooth(counts, lds_kernel, lds_ks, lds_sigma, mode="constant", faithful=faithful)
   counts = counts.ravel()
   keep = counts > 0
   if not np.any(keep):
     raise ValueError("empty bucket prior: no training label falls inside the binning range")
-  return BucketPrior(binning.starts()[keep], counts[keep] / counts[keep].sum())
+  centers = binning.starts() if on_edges else binning.centers()
+  return BucketPrior(centers[keep], counts[keep] / counts[keep].sum())
 
 
 def bucket_prior_from_counts(centers, counts, lds: bool = False, lds_kernel: str = "gaussian", lds_ks: int = 5,

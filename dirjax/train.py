@@ -81,10 +81,8 @@ def select_metric(config: ml_collections.ConfigDict) -> str:
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Fails early with a message naming the offending value (names are also checked by the
   registries when used: data, model, loss, optimizer)."""
-  if config.data.name not in data_lib.DATASETS:
-    raise ValueError(f"unknown data.name {config.data.name!r}; valid: {', '.join(data_lib.DATASETS)}")
-  if config.model.name not in models.MODELS:
-    raise ValueError(f"unknown model.name {config.model.name!r}; valid: {sorted(models.MODELS)}")
+  data_lib.module_name(config.data.name)  # unknown names fail here, before any work
+  models.model_class_of(config.model.name)
   if config.loss.name not in losses.REGRESSION_LOSSES + losses.BALANCED_MSE_LOSSES:
     raise ValueError(f"unknown loss.name {config.loss.name!r}; valid: "
                      f"{losses.REGRESSION_LOSSES + losses.BALANCED_MSE_LOSSES}")
@@ -120,21 +118,34 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 # Building blocks.
 
 
-def build_loss(config: ml_collections.ConfigDict, bundle: data_lib.DataBundle):
-  """`losses.get_loss` with the label prior of GAI (GMM) / BNI (buckets) fitted or loaded."""
-  kwargs = dict(config.loss.kwargs)
+def label_prior(config: ml_collections.ConfigDict, bundle: data_lib.DataBundle):
+  """The GAI mixture (`loss.prior = "gmm"`: fitted on `train_labels`) or BNI buckets (`"buckets"`:
+  from `train_bin_counts` when the data has them, else a histogram of `train_labels`), or the prior
+  file `loss.prior` names; None for the other losses."""
   name, prior = config.loss.name, config.loss.prior
+  if name not in ("gai", "bni"):
+    return None
+  if prior not in ("gmm", "buckets"):
+    return priors.load_prior(prior, expected_kind="gmm" if name == "gai" else "bucket")
   if name == "gai":
-    gmm = (priors.fit_gmm(bundle.train_labels, config.loss.gmm_components, seed=config.seed) if prior == "gmm"
-           else priors.load_prior(prior, expected_kind="gmm"))
-    kwargs.update(gmm_means=gmm.means, gmm_covs=gmm.covs, gmm_weights=gmm.weights)
-  elif name == "bni":
-    rw = config.reweight
-    buckets = (priors.bucket_prior(bundle.train_labels, bundle.binning, lds=rw.lds, lds_kernel=rw.kernel,
-                                   lds_ks=rw.ks, lds_sigma=rw.sigma, faithful=rw.faithful)
-               if prior == "buckets" else priors.load_prior(prior, expected_kind="bucket"))
-    kwargs.update(bucket_centers=buckets.centers, bucket_weights=buckets.weights)
-  return losses.get_loss(name, **kwargs)
+    return priors.fit_gmm(bundle.train_labels, config.loss.gmm_components, seed=config.seed)
+  rw = config.reweight
+  lds = dict(lds=rw.lds, lds_kernel=rw.kernel, lds_ks=rw.ks, lds_sigma=rw.sigma, faithful=rw.faithful)
+  if bundle.train_bin_counts is not None:
+    return priors.bucket_prior_from_counts(bundle.binning.centers(), bundle.train_bin_counts, lds_mode=rw.lds_mode,
+                                           bucket_start=bundle.first_counted_bin, **lds)
+  return priors.bucket_prior(bundle.train_labels, bundle.binning, **lds)
+
+
+def build_loss(config: ml_collections.ConfigDict, bundle: data_lib.DataBundle):
+  """`losses.get_loss` with the label prior of GAI / BNI (`label_prior`) bound."""
+  kwargs = dict(config.loss.kwargs)
+  prior = label_prior(config, bundle)
+  if isinstance(prior, priors.GMMPrior):
+    kwargs.update(gmm_means=prior.means, gmm_covs=prior.covs, gmm_weights=prior.weights)
+  elif prior is not None:
+    kwargs.update(bucket_centers=prior.centers, bucket_weights=prior.weights)
+  return losses.get_loss(config.loss.name, **kwargs)
 
 
 def weight_table(config: ml_collections.ConfigDict, bundle: data_lib.DataBundle) -> np.ndarray | None:
@@ -144,10 +155,12 @@ def weight_table(config: ml_collections.ConfigDict, bundle: data_lib.DataBundle)
     return None
   if rw.method == "dense":
     return weighting.dense_weights(bundle.train_labels, alpha=rw.dense_alpha, query=bundle.binning.centers())
-  return weighting.bin_weight_table(
-    bundle.train_labels, bundle.binning, rw.method, lds=rw.lds, lds_kernel=rw.kernel, lds_ks=rw.ks,
-    lds_sigma=rw.sigma, lds_mode=rw.lds_mode, faithful=rw.faithful,
-    inverse_clip=tuple(rw.inverse_clip) if rw.inverse_clip else None)
+  kwargs = dict(lds=rw.lds, lds_kernel=rw.kernel, lds_ks=rw.ks, lds_sigma=rw.sigma, lds_mode=rw.lds_mode,
+                faithful=rw.faithful, inverse_clip=tuple(rw.inverse_clip) if rw.inverse_clip else None)
+  if bundle.train_bin_counts is not None:
+    return weighting.weight_table_from_counts(bundle.train_bin_counts, rw.method,
+                                              bucket_start=bundle.first_counted_bin, **kwargs)
+  return weighting.bin_weight_table(bundle.train_labels, bundle.binning, rw.method, **kwargs)
 
 
 def fds_kwargs(config: ml_collections.ConfigDict, bundle: data_lib.DataBundle) -> dict:
@@ -597,13 +610,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str | int =
 
 
 def format_shot_table(metrics: dict) -> str:
-  """Rows all/many/medium/few with MAE, MSE, GM and count (absent groups are skipped)."""
-  lines = [f"{'shot':<8}{'MAE':>12}{'MSE':>12}{'GM':>12}{'count':>8}"]
-  fmt = lambda v: f"{v:>12.4f}" if v is not None else f"{'-':>12}"
+  """Rows all/many/medium/few (absent groups are skipped) with every metric of the "all" group as a
+  column (MAE, MSE, GM for ages; RMSE, ..., δ₃ for depth; + Pearson/Spearman for STS-B) and count."""
+  columns = [k for k in metrics.get("all", {}) if k != "count"]
+  lines = ["shot    " + "".join(f"{c.upper():>10}" for c in columns) + f"{'count':>9}"]
+  fmt = lambda v: f"{v:>10.4f}" if v is not None else f"{'-':>10}"
   for shot in SHOTS:
     if shot in metrics:
       m = metrics[shot]
-      lines.append(f"{shot:<8}{fmt(m.get('mae'))}{fmt(m.get('mse'))}{fmt(m.get('gm'))}{m.get('count', 0):>8}")
+      lines.append(f"{shot:<8}" + "".join(fmt(m.get(c)) for c in columns) + f"{m.get('count', 0):>9}")
   if "balanced" in metrics:
     b = metrics["balanced"]
     lines.append(f"balanced: bMAE {b['bmae']:.4f}  bMSE {b['bmse']:.4f}")

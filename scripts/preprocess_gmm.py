@@ -21,8 +21,6 @@ import numpy as np
 from dirjax import priors, weighting
 
 AGE_DATASETS = {"agedb_dir": "agedb", "imdb_wiki_dir": "imdb_wiki"}
-NYUD2_LABELS_PER_COUNT = 1_000_000
-NYUD2_BUCKET_START = 7
 
 
 def age_train_labels(dataset: str, data_dir: str) -> np.ndarray:
@@ -34,27 +32,13 @@ def age_train_labels(dataset: str, data_dir: str) -> np.ndarray:
   return table.loc[table["split"] == "train", "age"].to_numpy(np.float32)
 
 
-def nyud2_counts() -> np.ndarray:
-  """`TRAIN_BUCKET_NUM` with buckets below 7 (zero in the data) given bucket 7's count."""
-  from dirjax.data import nyud2
-  counts = np.asarray(nyud2.TRAIN_BUCKET_NUM, np.int64).copy()
-  counts[:NYUD2_BUCKET_START] = counts[NYUD2_BUCKET_START]
-  return counts
-
-
-def nyud2_synthetic_labels(counts: np.ndarray) -> np.ndarray:
-  """Bucket centres (float32 0.05 … 9.95) repeated count // 1e6 times, as NYUD2's preprocess_gmm.py."""
-  centers = weighting.Binning(100, 0.0, 0.1).centers()
-  return np.repeat(centers, counts // NYUD2_LABELS_PER_COUNT)
-
-
 def build_prior(dataset: str, data_dir: str | None, kind: str, k: int, max_target: int, seed: int = 0):
   if dataset == "nyud2_dir":
-    counts = nyud2_counts()
+    from dirjax.data import nyud2
     if kind == "gmm":
-      return priors.fit_gmm(nyud2_synthetic_labels(counts), k, seed=seed)
-    return priors.bucket_prior_from_counts(weighting.Binning(100, 0.0, 0.1).centers(), counts,
-                                           bucket_start=NYUD2_BUCKET_START)
+      return priors.fit_gmm(nyud2.synthetic_train_labels(), k, seed=seed)
+    return priors.bucket_prior_from_counts(nyud2.BINNING.centers(), np.asarray(nyud2.TRAIN_BUCKET_NUM),
+                                           bucket_start=nyud2.BUCKET_START)
   if data_dir is None:
     raise ValueError(f"--data_dir is required for {dataset}")
   labels = age_train_labels(dataset, data_dir)

@@ -1,10 +1,19 @@
-"""Test set-up: 4 fake CPU devices, parsed absl flags, and the --runslow switch."""
+"""Test set-up: 4 fake CPU devices, a persistent XLA compilation cache, parsed absl flags, and the
+--runslow switch."""
 
 import os
+import tempfile
 
 # Must happen before jax initialises its backend.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Shared by the xdist workers and the subprocesses the tests start: a model's initialisers and the
+# same jitted steps are compiled once per suite instead of once per test (e.g. DepthNet's eager
+# initialisation: 19 s cold, 2 s from the cache). Results are unaffected; set the variable to ""
+# to compile everything afresh.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"dirjax-tests-xla-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402

@@ -19,7 +19,7 @@ def data_dir(tmp_path_factory):
 
 def _config(data_dir, min_depth=0.0, color=True):
   return ml_collections.ConfigDict({"name": "nyud2_dir", "data_dir": data_dir, "loss_min_depth": min_depth,
-                                    "pixels_per_label": 1e4, "color_augment": color})
+                                    "color_augment": color})
 
 
 # ------------------------------------------------------------------------- reference constants
@@ -52,12 +52,12 @@ def test_bucket_weight_table_none():
 
 
 def test_synthetic_train_labels_gmm_count_and_histogram():
-  assert nyud2.synthetic_train_labels(1e6).size == 3644  # balanced_mse spec §2.2
-  labels = nyud2.synthetic_train_labels(1e4)
+  labels = nyud2.synthetic_train_labels()
+  assert labels.size == 3644  # balanced_mse spec §2.2
   counts = np.asarray(nyud2.TRAIN_BUCKET_NUM, np.int64)
   counts[:7] = counts[7]
   hist = np.bincount(nyud2.BINNING.index(labels), minlength=100)
-  np.testing.assert_array_equal(hist, counts // 10_000)
+  np.testing.assert_array_equal(hist, counts // 1_000_000)
 
 
 def test_binning_equals_reference_rule():
@@ -250,3 +250,26 @@ def test_evaluate_constant_prediction(data_dir):
     bundle.evaluate("test", preds[:, :100])
   with pytest.raises(ValueError, match="'test' split only"):
     bundle.evaluate("val", preds)
+
+
+# ------------------------------------------------------------- the trainer's tables on this bundle
+
+
+def test_trainer_tables_come_from_the_reference_pixel_counts(data_dir):
+  """configs/nyud2_{lds,bni}: the trainer's LDS weight table and BNI prior are the reference's exact
+  ones (DIR spec §1.3 weights, balanced_mse spec §2.4 prior values), not a histogram of labels."""
+  from configs import nyud2_common
+  from dirjax import train
+
+  bundle = nyud2.get_data(_config(data_dir), seed=0)
+  table = train.weight_table(nyud2_common.get_config("lds"), bundle)
+  for bucket, value in {7: 1.2461, 21: 0.3042, 50: 1.6599, 99: 18.74}.items():
+    assert table[bucket] == pytest.approx(value, rel=5e-4), bucket
+  np.testing.assert_array_equal(table[:7], table[7])
+  prior = train.label_prior(nyud2_common.get_config("bni"), bundle)
+  np.testing.assert_allclose(prior.centers, np.arange(100) / 10 + 0.05, rtol=1e-6)
+  np.testing.assert_allclose(prior.weights[:8], 0.006997, atol=5e-7)
+  assert prior.weights[9] == pytest.approx(0.014434, abs=1e-6)
+  assert np.argmax(prior.weights) == 21 and prior.weights[21] == pytest.approx(0.039557, abs=1e-6)
+  gmm = train.label_prior(nyud2_common.get_config("gai"), bundle)
+  assert gmm.means.shape == (16, 1)  # fitted on the 3,644 synthetic labels (test_scripts checks the fit)

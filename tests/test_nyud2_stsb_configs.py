@@ -110,7 +110,6 @@ def nyud2_dir(tmp_path_factory):
   return fixtures_nyud2.make_nyud2(str(tmp_path_factory.mktemp("nyud2")), n_train=4, n_test=2, n_fds=2)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", NYUD2)
 def test_nyud2_smoke(method, nyud2_dir, tmp_path):
   c = load(f"nyud2_{method}", "smoke")

@@ -128,12 +128,15 @@ def test_bucket_prior_truncation_drops_neighbours_of_single_counts():
   np.testing.assert_array_equal(floats.centers, [0, 1, 2, 3, 4, 5, 6, 7])
 
 
-def test_bucket_prior_drops_out_of_range_labels_and_uses_left_edges():
+def test_bucket_prior_drops_out_of_range_labels_and_uses_mid_points_for_continuous_labels():
   labels = np.array([0.5, 0.25, 2.75, 3.0, 7.0, -1.0], np.float32)
   prior = priors.bucket_prior(labels, weighting.Binning(6, 0.0, 0.5))
   # bins: 0.5 -> 1, 0.25 -> 0, 2.75 -> 5; 3.0, 7.0 and -1.0 fall outside [0, 3) and are dropped.
-  np.testing.assert_allclose(prior.centers, [0.0, 0.5, 2.5])
+  np.testing.assert_allclose(prior.centers, [0.25, 0.75, 2.75])
   np.testing.assert_allclose(prior.weights, [1 / 3, 1 / 3, 1 / 3], rtol=1e-6)
+  on_edges = priors.bucket_prior(np.array([0.5, 0.0, 2.5, 0.5]), weighting.Binning(6, 0.0, 0.5))
+  np.testing.assert_allclose(on_edges.centers, [0.0, 0.5, 2.5])  # labels on the left edges: kept
+  np.testing.assert_allclose(on_edges.weights, [1 / 4, 1 / 2, 1 / 4], rtol=1e-6)
   with pytest.raises(ValueError, match="empty bucket prior"):
     priors.bucket_prior(np.array([10.0, 12.0]), weighting.Binning(5))
 
@@ -142,8 +145,10 @@ def test_bucket_prior_joint_binning_centers():
   labels = np.array([[0.2, 1.5], [0.7, 1.2], [1.1, 0.1]])
   joint = weighting.JointBinning((weighting.Binning(2), weighting.Binning(2)))
   prior = priors.bucket_prior(labels, joint)
-  np.testing.assert_allclose(prior.centers, [[0, 1], [1, 0]])
+  np.testing.assert_allclose(prior.centers, [[0.5, 1.5], [1.5, 0.5]])
   np.testing.assert_allclose(prior.weights, [2 / 3, 1 / 3], rtol=1e-6)
+  integer = priors.bucket_prior(np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]), joint)
+  np.testing.assert_allclose(integer.centers, [[0, 1], [1, 0]])
   assert prior.dim == 2
 
 

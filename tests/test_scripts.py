@@ -136,11 +136,6 @@ def test_preprocess_gmm_age_uses_labels_only(tmp_path):
 
 
 def test_preprocess_gmm_nyud2_matches_reference_fit(tmp_path):
-  nyud2 = pytest.importorskip("dirjax.data.nyud2")
-  if not hasattr(nyud2, "TRAIN_BUCKET_NUM"):
-    pytest.skip("dirjax.data.nyud2.TRAIN_BUCKET_NUM not available yet")
-  counts = preprocess_gmm.nyud2_counts()
-  assert len(preprocess_gmm.nyud2_synthetic_labels(counts)) == 3644  # balanced_mse_reference.md §2.2
   out = str(tmp_path / "gmm16.npz")
   assert preprocess_gmm.main(["--dataset=nyud2_dir", "--K=16", f"--out={out}"]) == 0
   prior = priors.load_prior(out, expected_kind="gmm")

@@ -138,7 +138,7 @@ def test_config_typo_fails_loudly():
 
 @pytest.mark.parametrize("overrides, message", [
   ({"loss": {"name": "bmcc"}}, "unknown loss.name 'bmcc'"),
-  ({"model": {"name": "resnet9"}}, "unknown model.name 'resnet9'"),
+  ({"model": {"name": "resnet9"}}, "unknown model 'resnet9'"),
   ({"data": {"name": "agedb"}}, "unknown data.name 'agedb'"),
   ({"reweight": {"method": "sqrtinv"}}, "unknown reweight.method 'sqrtinv'"),
   ({"reweight": {"lds": True}}, "reweight.lds needs"),
@@ -167,3 +167,58 @@ def test_nan_training_labels_rejected(monkeypatch):
   monkeypatch.setitem(synthetic._BUILDERS, "synthetic_1d", with_nan)
   with pytest.raises(ValueError, match="training labels has 1 non-finite"):
     train.Experiment(tiny_config())
+
+
+USER_DATA = '''
+import grain
+import numpy as np
+from dirjax import weighting
+from dirjax.data import DataBundle, scalar_evaluator
+
+def get_data(config, *, seed):
+  rng = np.random.default_rng(seed)
+  y = {s: rng.exponential(3.0, n).astype(np.float32) for s, n in (("train", 16), ("val", 8))}
+  splits = {s: grain.MapDataset.source([{"inputs": np.array([v, 1.0], np.float32), "targets": np.array([v], np.float32)}
+                                        for v in y[s]]) for s in y}
+  binning = weighting.Binning(20, 0.0, 1.0)
+  return DataBundle(splits=splits, train_augment=None, train_labels=y["train"], binning=binning,
+                    fds_buckets={"bucket_num": 20, "bucket_start": 0, "bucketing": "integer"},
+                    evaluate=scalar_evaluator({"val": y["val"]}, y["train"], binning))
+'''
+
+USER_MODEL = '''
+from flax import nnx
+from dirjax.models import RegressionModel, apply_head
+
+class TwoLayer(RegressionModel):
+  def __init__(self, width=4, *, rngs, fds=None):
+    self.body = nnx.Linear(2, width, rngs=rngs)
+    self.head = nnx.Linear(width, 1, rngs=rngs)
+    self.fds = fds
+    self.deterministic = False
+
+  def __call__(self, x, targets=None, epoch=None):
+    h = nnx.relu(self.body(x))
+    return apply_head(self, h, targets, epoch), h
+'''
+
+
+def test_own_data_module_and_model_class_by_import_path(tmp_path, monkeypatch):
+  """`data.name="pkg.module"` and `model.name="pkg.module:Class"` plug the user's code into the
+  trainer without editing dirjax; a wrong path fails naming it."""
+  package = tmp_path / "user_dir_pkg"
+  package.mkdir()
+  (package / "__init__.py").write_text("")
+  (package / "data.py").write_text(USER_DATA)
+  (package / "nets.py").write_text(USER_MODEL)
+  monkeypatch.syspath_prepend(str(tmp_path))
+  config = tiny_config(data={"name": "user_dir_pkg.data"}, eval={"splits": ("val",), "select_split": "val"},
+                       num_epochs=1, report={"split": "val", "metrics": ("all/mse",)})
+  with config.unlocked():
+    config.model = ml_collections.ConfigDict({"name": "user_dir_pkg.nets:TwoLayer", "width": 4})
+  result = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert result["val"]["all"]["count"] == 8 and np.isfinite(result["val"]["all"]["mse"])
+  with pytest.raises(ValueError, match="unknown data.name 'user_dir_pkg.nope'"):
+    train.Experiment(tiny_config(data={"name": "user_dir_pkg.nope"}))
+  with pytest.raises(ValueError, match="cannot import 'Missing' from 'user_dir_pkg.nets'"):
+    train.Experiment(tiny_config(model={"name": "user_dir_pkg.nets:Missing"}))

@@ -1,11 +1,14 @@
 """Dataset registry and the `DataBundle` every data module returns.
 
 `config.data.name` selects a module (lazy import, so a benchmark's optional dependencies are only
-needed when it is used); each module exposes `get_data(config.data, *, seed) -> DataBundle`.
+needed when it is used); each module exposes `get_data(config.data, *, seed) -> DataBundle`. A
+name with a dot is the import path of the user's own such module (`my_project.my_data`), so new
+data needs no change to dirjax.
 """
 
 import dataclasses
 import importlib
+import importlib.util
 from typing import Any, Callable
 
 import grain
@@ -32,6 +35,11 @@ class DataBundle:
   `splits` hold dict elements `{"inputs": ..., "targets": float32 [d] or [H,W,1]}` (+ `"mask"` for
   dense tasks); `evaluate(split, preds)` takes predictions in split order and returns a nested
   metrics dict such as `{"all": {"mae": ...}, "many": {...}, "balanced": {"bmae": ...}}`.
+
+  `train_bin_counts` (optional): the exact training mass per bin of `binning` when `train_labels`
+  only approximate it (NYUD2-DIR: the reference's pixel counts `TRAIN_BUCKET_NUM`); the INV/SQINV
+  (+LDS) weight tables and the BNI bucket prior are then built from these counts, with the bins
+  below `first_counted_bin` taking that bin's value (the reference's `bucket_start`).
   """
   splits: dict[str, grain.MapDataset]
   train_augment: Callable[[dict, np.random.Generator], dict] | None
@@ -40,14 +48,30 @@ class DataBundle:
   fds_buckets: dict
   evaluate: Callable[[str, np.ndarray], dict]
   fds_split: str = "train"
+  train_bin_counts: np.ndarray | None = None
+  first_counted_bin: int = 0
+
+
+def module_name(name: str) -> str:
+  """The module of `data.name`: a registered benchmark or a dotted import path (checked importable)."""
+  if name in _MODULES:
+    return _MODULES[name]
+  try:
+    if "." in name and importlib.util.find_spec(name) is not None:
+      return name
+  except (ImportError, ValueError):
+    pass
+  raise ValueError(f"unknown data.name {name!r}; valid: {', '.join(DATASETS)}, or the import path of your "
+                   "own module with get_data(config, *, seed) -> DataBundle (e.g. 'my_project.my_data')")
 
 
 def get_data(config: Any, *, seed: int) -> DataBundle:
-  """Builds the benchmark named `config.name`; unknown names fail listing the valid ones."""
+  """Builds the benchmark `config.name` (see `module_name`); unknown names fail listing the valid ones."""
   name = config.name
-  if name not in _MODULES:
-    raise ValueError(f"unknown data.name {name!r}; valid: {', '.join(DATASETS)}")
-  bundle = importlib.import_module(_MODULES[name]).get_data(config, seed=seed)
+  module = importlib.import_module(module_name(name))
+  if not callable(getattr(module, "get_data", None)):
+    raise ValueError(f"data module {module.__name__!r} has no get_data(config, *, seed) function")
+  bundle = module.get_data(config, seed=seed)
   for split in ("train", bundle.fds_split):
     if split not in bundle.splits:
       raise ValueError(f"data {name!r} has no {split!r} split (has {sorted(bundle.splits)})")

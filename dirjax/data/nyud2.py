@@ -24,11 +24,12 @@ DIR recipe with no invalid-pixel mask, Q17; 0.7 → the Balanced-MSE recipe, whi
 ≥ 0.7 m, balanced_mse_reference §3.2). The trainer multiplies it with the padding-row mask.
 
 Weights/priors: `binning` = Binning(100, 0, 0.1) = the reference's `min(int(float32(d)·10), 99)`.
-The reference weights come from the hard-coded pixel counts `TRAIN_BUCKET_NUM` (3.5·10⁹ pixels),
-not from labels: `bucket_weight_table` gives the exact table. `train_labels` are synthetic labels,
-bucket centres repeated `count // pixels_per_label` times with buckets 0–6 given bucket 7's count
-(the reference's `preprocess_gmm.py` rule; `pixels_per_label=1e6` reproduces its 3,644 GMM labels),
-so a histogram of them approximates `TRAIN_BUCKET_NUM`.
+The reference weights and BNI prior come from the hard-coded pixel counts `TRAIN_BUCKET_NUM`
+(3.5·10⁹ pixels), not from labels: the bundle carries them as `train_bin_counts` (bins below 7 take
+bin 7's value), so the trainer's INV/SQINV/LDS tables equal `bucket_weight_table` exactly.
+`train_labels` (for the GAI mixture and DenseWeight) are the 3,644 synthetic labels the reference's
+`preprocess_gmm.py` fits: bucket centres repeated count // 10⁶ times, buckets 0–6 given bucket 7's
+count.
 
 `evaluate("test", preds [654, 114, 152, 1])` upsamples bilinearly with align_corners=True to
 228×304 (the reference's test.py) and returns `metrics.depth_metrics` over the balanced-mask pixels
@@ -62,6 +63,7 @@ TRAIN_BUCKET_NUM = (
   4483027, 2555777, 4685983, 3145082, 2951048, 2762369, 2367581, 2546089, 2343867, 2481579, 1722140, 3018892,
   2325197, 1952354, 2047038, 1858707, 2052729, 1348558, 2487278, 1314198, 3338550, 1132666)
 BUCKET_START = 7
+PIXELS_PER_SYNTHETIC_LABEL = 1_000_000  # preprocess_gmm.py: count // 1e6 labels per bucket
 BINNING = weighting.Binning(100, 0.0, 0.1)
 FDS_BUCKETS = {"bucket_num": 100, "bucket_start": BUCKET_START, "bucketing": "floor10", "edge_pooling": "clamp"}
 
@@ -302,12 +304,12 @@ def prepare(data_dir: str, *, seed: int = 0) -> str:
 # ---------------------------------------------------------------------------------- the bundle
 
 
-def synthetic_train_labels(pixels_per_label: float = 1e4) -> np.ndarray:
-  """Bucket centres (0.05 … 9.95) repeated `count // pixels_per_label` times, buckets 0–6 given
-  bucket 7's count (reference `preprocess_gmm.py`; 1e6 → its 3,644 labels). float32 [M]."""
+def synthetic_train_labels() -> np.ndarray:
+  """The reference `preprocess_gmm.py`'s GMM labels (balanced_mse spec §2.2): bucket centres
+  (0.05 … 9.95) repeated count // 10⁶ times, buckets 0–6 given bucket 7's count. float32 [3644]."""
   counts = np.asarray(TRAIN_BUCKET_NUM, np.int64)
   counts[:BUCKET_START] = counts[BUCKET_START]
-  return np.repeat(BINNING.centers(), counts // int(pixels_per_label)).astype(np.float32)
+  return np.repeat(BINNING.centers(), counts // PIXELS_PER_SYNTHETIC_LABEL).astype(np.float32)
 
 
 def bucket_weight_table(reweight: str, lds: bool = False, kernel: str = "gaussian", ks: int = 5,
@@ -359,7 +361,7 @@ def _load_test(image_path: str, depth_path: str) -> dict:
 
 
 def get_data(config: Any, *, seed: int) -> DataBundle:
-  """NYUD2-DIR `DataBundle`; config keys: data_dir, loss_min_depth, pixels_per_label, color_augment.
+  """NYUD2-DIR `DataBundle`; config keys: data_dir, loss_min_depth, color_augment.
 
   Splits "train", "fds_subset", "test" (no validation split: the reference selects on test, Q17).
   """
@@ -395,9 +397,11 @@ def get_data(config: Any, *, seed: int) -> DataBundle:
             "fds_subset": _Pairs(rows["fds_subset"], functools.partial(_load_fds, min_depth=min_depth)),
             "test": _Pairs(rows["test"], _load_test)},
     train_augment=train_augment,
-    train_labels=synthetic_train_labels(config.pixels_per_label),
+    train_labels=synthetic_train_labels(),
     binning=BINNING,
     fds_buckets=dict(FDS_BUCKETS),
     evaluate=evaluate,
     fds_split="fds_subset",
+    train_bin_counts=np.asarray(TRAIN_BUCKET_NUM, np.int64),
+    first_counted_bin=BUCKET_START,
   )

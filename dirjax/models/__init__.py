@@ -37,15 +37,29 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def model_class_of(name: str) -> tuple[type, dict[str, Any]]:
+  """(class, fixed arguments) of a registered model name, or of `"my_project.models:MyNet"` (the
+  import path of the user's own class following the contract above, no fixed arguments)."""
+  if name in MODELS:
+    path, fixed = MODELS[name]
+  elif isinstance(name, str) and name.count(":") == 1:
+    path, fixed = name, {}
+  else:
+    raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)} or give the import path "
+                     "of your own nnx.Module class as 'package.module:ClassName'")
+  module_name, class_name = path.split(":")
+  try:
+    model_class = getattr(importlib.import_module(module_name), class_name)
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f"model {name!r}: cannot import {class_name!r} from {module_name!r} ({e})") from e
+  return model_class, fixed
+
+
 def get_model(model_config: ConfigDict, *, rngs: nnx.Rngs, fds: FDS | None = None) -> nnx.Module:
   """Builds the model ``model_config.name`` with the config's other keys as keyword arguments."""
   kwargs = dict(model_config)
   name = kwargs.pop("name", None)
-  if name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-  path, fixed = MODELS[name]
-  module_name, class_name = path.split(":")
-  model_class = getattr(importlib.import_module(module_name), class_name)
+  model_class, fixed = model_class_of(name)
   signature = inspect.signature(model_class.__init__)
   valid = [
     p.name for p in signature.parameters.values()
