@@ -11,8 +11,8 @@ Variants (as the rows of the DIR / Balanced-MSE tables): vanilla, SQINV + LDS (G
 σ 2), FDS (ks 5, σ 2), and Balanced MSE BMC / GAI (8-component GMM) / BNI, each with a learnable
 σ₀ = 5 (σ lr 1e-2, constant, as the IMDB-WIKI runs).
 
-Run (roughly 15–25 min on 2 CPU cores, faster on a GPU); prints the many/medium/few table of the
-best-on-val and last models and saves comparison.md/json and predictions.png:
+Run (44 min on 2 CPU cores, about 7 min per variant; faster on a GPU); prints the many/medium/few
+table of the best-on-val and last models and saves comparison.md/json and predictions.png:
 
   python -m dirjax.main --config=configs/synthetic_images.py --workdir=/tmp/dirjax_images
 
