@@ -577,8 +577,7 @@ def _log_train(experiment: Experiment, writer, progress, state: dict, counters: 
 def _write_json(path: str, obj: Any) -> None:
   if not _is_chief():
     return
-  with open(path, "w") as f:
-    json.dump(obj, f, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x))
+  writers.write_json(path, obj)
 
 
 def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int) -> dict:

@@ -7,6 +7,7 @@ Only process 0 writes; other processes get no-op writers.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -25,6 +26,26 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     else:
       flat[name] = value
   return flat
+
+
+def to_json(value: Any) -> Any:
+  """``value`` with numpy/JAX scalars as Python numbers and NaN/inf as ``None``, so files are
+  strict JSON (a NaN metric, e.g. LOG10 of a non-positive depth prediction, reads as ``null``)."""
+  if isinstance(value, Mapping):
+    return {str(k): to_json(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_json(v) for v in value]
+  if hasattr(value, "item"):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+  """``obj`` as strict, indented JSON (see `to_json`)."""
+  with open(path, "w") as f:
+    json.dump(to_json(obj), f, indent=2, allow_nan=False, default=str)
 
 
 class MetricWriter:
@@ -48,12 +69,14 @@ class MetricWriter:
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     """One ``metrics.jsonl`` line ``{"step": step, name: value, ...}`` and one TB scalar per value.
 
-    ``None`` (a metric of an empty shot group) is written as JSON ``null`` and skipped in TensorBoard.
+    ``None`` (a metric of an empty shot group) is written as JSON ``null`` and skipped in TensorBoard;
+    NaN/inf go to TensorBoard as they are and to ``metrics.jsonl`` as ``null`` (strict JSON).
     """
     if not self._active:
       return
     values = {k: None if v is None else float(v) for k, v in _flatten(scalars).items()}
-    self._jsonl.write(json.dumps({"step": int(step), **values}) + "\n")
+    line = to_json({"step": int(step), **values})
+    self._jsonl.write(json.dumps(line, allow_nan=False) + "\n")
     if self._tb is not None:
       for name, value in values.items():
         if value is not None:
@@ -65,8 +88,7 @@ class MetricWriter:
       return
     flat = {
       k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in _flatten(hparams).items()}
-    with open(os.path.join(self.workdir, "hparams.json"), "w") as f:
-      json.dump(flat, f, indent=2, sort_keys=True)
+    write_json(os.path.join(self.workdir, "hparams.json"), dict(sorted(flat.items())))
     if self._tb is not None:
       from tensorboardX.summary import hparams as hparams_summary
       for summary in hparams_summary(flat, {}):

@@ -8,6 +8,7 @@ import struct
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from tensorboardX.crc32c import crc32c
 from tensorboardX.proto import event_pb2
@@ -74,6 +75,25 @@ def test_jsonl_only_without_tensorboard_and_appends(tmp_path):
     writer.close()
   assert not any(f.startswith("events") for f in os.listdir(tmp_path))
   assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def strict_loads(text):
+  """json.loads that refuses the non-standard NaN / Infinity tokens (as jq or JavaScript do)."""
+  def reject(token):
+    raise ValueError(f"non-standard JSON token {token}")
+  return json.loads(text, parse_constant=reject)
+
+
+def test_non_finite_values_are_written_as_strict_json_null(tmp_path):
+  writer = MetricWriter(tmp_path, enable_tensorboard=False)
+  writer.write_scalars(1, {"log10": float("nan"), "loss": jnp.float32(0.5), "big": float("inf")})
+  writer.close()
+  assert strict_loads((tmp_path / "metrics.jsonl").read_text()) == {
+    "step": 1, "log10": None, "loss": 0.5, "big": None}
+  writers.write_json(tmp_path / "m.json", {"test": {"all": {"log10": np.float32("nan"), "n": np.int64(3)},
+                                                    "few": [-np.inf, 2.5]}})
+  assert strict_loads((tmp_path / "m.json").read_text()) == {
+    "test": {"all": {"log10": None, "n": 3}, "few": [None, 2.5]}}
 
 
 def test_only_process_zero_writes(tmp_path, monkeypatch):
