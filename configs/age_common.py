@@ -5,7 +5,8 @@ faces, L1 loss, Adam (no weight decay) lr 1e-3, 90 epochs, LR ×0.1 at epochs 60
 model selection on val MAE, test of the best checkpoint. LDS/FDS use the paper's gaussian ks 5,
 σ 2 on both datasets (the README commands; AgeDB's CLI defaults ks 9, σ 1 are not the paper
 setting, Q22). RRT (§2.5) and the Balanced-MSE recipe (balanced_mse_reference.md §3.1) are stage-2
-runs that load a finished vanilla run (`init_from`) and train only the linear `head`.
+runs that load a finished vanilla run (`init_from`) and train only the linear `head`. SMOTER /
+SMOGN train the stage-1 recipe on the resampled training set (`data.resample`, `dirjax.data.smogn`).
 Balanced MSE on AgeDB-DIR has no reference run; its configs use the IMDB-WIKI recipe by analogy.
 """
 
@@ -16,7 +17,7 @@ DATASETS = {
   "imdb": ("imdb_wiki_dir", "imdb_wiki.csv", 0),
   "agedb": ("agedb_dir", "agedb.csv", 3),
 }
-METHODS = ("vanilla", "sqinv", "lds", "fds", "lds_fds", "focal", "rrt", "gai", "bmc", "bni")
+METHODS = ("vanilla", "sqinv", "lds", "fds", "lds_fds", "focal", "rrt", "gai", "bmc", "bni", "smoter", "smogn")
 INIT_FROM_REQUIRED = "SET --config.init_from=<workdir of a finished vanilla run>"
 
 
@@ -36,7 +37,10 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
     "max_target": 121,  # LDS / INV bins: integer ages, ages >= 120 share the last bin
     "label_range": (0.0, 200.0),  # valid ages (create_imdb_wiki keeps 0..200)
     "bucket_num": 100, "bucket_start": bucket_start,  # FDS buckets (fds.py defaults per dataset)
-    "many_shot_thr": 100, "low_shot_thr": 20})
+    "many_shot_thr": 100, "low_shot_thr": 20,
+    # SMOTER / SMOGN training set (`dirjax.data.smogn`; defaults of the smogn package), off when "".
+    "resample": ml_collections.ConfigDict({"method": "", "k": 5, "pert": 0.02, "threshold": 0.5,
+                                           "thumbnail": 16})})
   # bn_groups=4: BatchNorm statistics over 64-sample groups, as DataParallel on the reference's 4 GPUs (Q16).
   c.model = ml_collections.ConfigDict({"name": "resnet50", "out_dim": 1, "bn_groups": 4})
 
@@ -86,6 +90,8 @@ def apply_method(c: ml_collections.ConfigDict, method: str) -> ml_collections.Co
   if method == "focal":
     c.loss.name = "focal_l1"
     c.loss.kwargs = {"activate": "sigmoid", "beta": 0.2, "gamma": 1.0}
+  if method in ("smoter", "smogn"):
+    c.data.resample.method = method  # plain L1 on the resampled training set (DIR paper Tables 1–2)
   if method == "rrt":
     _stage2(c)  # same schedule as stage 1 (90 epochs, lr 1e-3, milestones 60/80)
   if method in ("gai", "bmc", "bni"):

@@ -9,7 +9,7 @@ import pytest
 from tests import fixtures_age
 
 DATASETS = ("imdb", "agedb")
-METHODS = ("vanilla", "sqinv", "lds", "fds", "lds_fds", "focal", "rrt", "gai", "bmc", "bni")
+METHODS = ("vanilla", "sqinv", "lds", "fds", "lds_fds", "focal", "rrt", "gai", "bmc", "bni", "smoter", "smogn")
 STAGE2 = ("rrt", "gai", "bmc", "bni")
 CONFIGS = [f"{d}_{m}" for d in DATASETS for m in METHODS]
 
@@ -37,6 +37,9 @@ def test_reference_hyper_parameters(name):
   assert c.fds.enabled == (method in ("fds", "lds_fds"))
   assert c.reweight.method == ("sqrt_inv" if method in ("sqinv", "lds", "fds", "lds_fds", "rrt") else "none")
   assert c.loss.name == {"focal": "focal_l1", "gai": "gai", "bmc": "bmc", "bni": "bni"}.get(method, "l1")
+  # SMOTER / SMOGN: defaults of the smogn package (k 5, pert 0.02, relevance threshold 0.5).
+  assert c.data.resample.method == (method if method in ("smoter", "smogn") else "")
+  assert (c.data.resample.k, c.data.resample.pert, c.data.resample.threshold) == (5, 0.02, 0.5)
   if method == "focal":
     assert dict(c.loss.kwargs) == {"activate": "sigmoid", "beta": 0.2, "gamma": 1.0}
   if method in STAGE2:

@@ -201,3 +201,58 @@ def test_balanced_split_rule_on_real_agedb(shared_data_dir):
     official = np.bincount(table["age"][table["split"] == name], minlength=121)
     np.testing.assert_array_equal(ours, official)  # min(total // 3, 30) per age, as the official file
   assert (split == "train").sum() == 12208
+
+
+def _resampled(root: str, method: str, seed: int = 0):
+  config = fixtures_age.data_config(root)
+  config.resample.method = method
+  return config, data_registry.get_data(config, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def tail_dir(tmp_path_factory):
+  """Ages with a rare high tail (99 is a box-plot outlier) so SMOTER / SMOGN have bumps to grow."""
+  return fixtures_age.make_agedb(str(tmp_path_factory.mktemp("tail") / "agedb"),
+                                 train_counts={3: 2, 20: 4, 35: 6, 60: 3, 99: 1})
+
+
+@pytest.mark.parametrize("method", ["smoter", "smogn"])
+def test_resampled_training_faces_follow_the_plan(tail_dir, method):
+  from dirjax.data import smogn
+  config, bundle = _resampled(tail_dir, method, seed=3)
+  table = pd.read_csv(os.path.join(tail_dir, "agedb.csv"))
+  train = table[table["split"] == "train"]
+  ages = train["age"].to_numpy(np.float64)
+  paths = [os.path.join(tail_dir, p) for p in train["path"]]
+  thumbs = np.stack([_oracle_image(p, 16) for p in paths]).reshape(len(paths), -1)
+  plan = smogn.resample_plan(thumbs, ages, method, seed=3)  # the plan of independently decoded thumbnails
+  source = bundle.splits["train"]
+  assert len(source) == plan.num_examples == len(bundle.train_labels) and len(plan.seeds) > 0
+  np.testing.assert_allclose(bundle.train_labels, np.concatenate([ages[plan.kept], plan.targets]), rtol=1e-6)
+  faces = [_oracle_image(p, 32) for p in paths]
+  for i, row in enumerate(plan.kept):
+    np.testing.assert_allclose(source[i]["inputs"], faces[row], atol=1e-6)
+  gaussian = 0
+  for j in range(len(plan.seeds)):
+    element = source[len(plan.kept) + j]
+    assert element["targets"] == pytest.approx(plan.targets[j], rel=1e-6)
+    seed_face, partner_face = faces[plan.seeds[j]], faces[plan.partners[j]]
+    if plan.noise[j] == 0:
+      np.testing.assert_allclose(element["inputs"], seed_face + plan.lam[j] * (partner_face - seed_face),
+                                 atol=1e-5)
+      continue
+    gaussian += 1  # SMOGN: seed + t·std_bump·ε, ε standard normal per pixel
+    std = np.std([faces[m] for m in plan.bump_members[plan.bump[j]]], axis=0)
+    z = ((element["inputs"] - seed_face) / (plan.noise[j] * std))[std > 0.05]
+    assert abs(z.mean()) < 0.1 and abs(z.std() - 1) < 0.1, (z.mean(), z.std())
+  assert (gaussian > 0) == (method == "smogn")
+
+
+def test_resampling_keeps_the_evaluation_and_its_shots(tail_dir):
+  _, plain = _resampled(tail_dir, "")
+  _, resampled = _resampled(tail_dir, "smoter")
+  assert len(resampled.splits["test"]) == len(plain.splits["test"])
+  preds = np.linspace(0, 100, len(plain.splits["test"]))
+  assert resampled.evaluate("test", preds) == plain.evaluate("test", preds)
+  with pytest.raises(ValueError, match="unknown method 'smogm'"):
+    _resampled(tail_dir, "smogm")

@@ -1,0 +1,19 @@
+"""AgeDB-DIR, SMOTER: L1 on a training set resampled by SMOTER (k 5, relevance threshold 0.5).
+
+Reference: DIR paper Table 2 (not re-read): MAE 8.16 / 7.39 / 8.65 / 12.28.
+Synthetic faces are pixel-space interpolations of training faces
+(neighbours on 16² thumbnails; `dirjax/data/age.py`, `dirjax/data/smogn.py`); recipe in
+`configs/age_common.py`.
+
+Run:
+  python -m dirjax.main --config=configs/agedb_smoter.py --workdir=/tmp/agedb_smoter \
+    --config.data.data_dir=/data/agedb
+
+`--config=configs/agedb_smoter.py:smoke` is the one-step version the tests run on a tiny fixture.
+"""
+
+from configs import age_common
+
+
+def get_config(arg: str = ""):
+  return age_common.get_config("agedb", "smoter", arg)

@@ -1,0 +1,19 @@
+"""IMDB-WIKI-DIR, SMOGN: L1 on a training set resampled by SMOGN (k 5, relevance threshold 0.5, pert 0.02).
+
+Reference: DIR paper Table 1 (not re-read): MAE 8.03 / 7.30 / 14.02 / 25.93.
+Synthetic faces are pixel-space interpolations or Gaussian perturbations of training faces
+(neighbours on 16² thumbnails; `dirjax/data/age.py`, `dirjax/data/smogn.py`); recipe in
+`configs/age_common.py`.
+
+Run:
+  python -m dirjax.main --config=configs/imdb_smogn.py --workdir=/tmp/imdb_smogn \
+    --config.data.data_dir=/data/imdb
+
+`--config=configs/imdb_smogn.py:smoke` is the one-step version the tests run on a tiny fixture.
+"""
+
+from configs import age_common
+
+
+def get_config(arg: str = ""):
+  return age_common.get_config("imdb", "smogn", arg)
