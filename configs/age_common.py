@@ -8,6 +8,12 @@ setting, Q22). RRT (§2.5) and the Balanced-MSE recipe (balanced_mse_reference.m
 runs that load a finished vanilla run (`init_from`) and train only the linear `head`. SMOTER /
 SMOGN train the stage-1 recipe on the resampled training set (`data.resample`, `dirjax.data.smogn`).
 Balanced MSE on AgeDB-DIR has no reference run; its configs use the IMDB-WIKI recipe by analogy.
+
+On AgeDB-DIR's training ages the smogn package's box-plot relevance (control points (1, 0),
+(43, 0), (90, 1)) marks ages ≥ 67 as rare and nothing at the young end (no low box-plot outliers),
+so "balance" sampling gives 6,104 faces each to ages 1–66 (under-sampled from 10,842) and 67–101
+(grown from 1,366); the paper does not give its settings, so these are the package defaults.
+Building the plan takes a few seconds.
 """
 
 import ml_collections

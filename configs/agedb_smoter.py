@@ -5,10 +5,7 @@ Synthetic faces are pixel-space interpolations of training faces
 (neighbours on 16² thumbnails; `dirjax/data/age.py`, `dirjax/data/smogn.py`); recipe in
 `configs/age_common.py`.
 
-On AgeDB-DIR's training ages the box-plot relevance (control points (1, 0), (43, 0), (90, 1)) marks
-ages ≥ 67 as rare and nothing at the young end (no low box-plot outliers), so "balance" sampling
-gives 6,104 faces each to ages 1–66 (under-sampled from 10,842) and 67–101 (grown from 1,366):
-the smogn package's defaults (the paper does not give its settings). Building the plan takes a few seconds.
+What the box-plot relevance makes of AgeDB's ages: `configs/age_common.py`.
 
 Run:
   python -m dirjax.main --config=configs/agedb_smoter.py --workdir=/tmp/agedb_smoter \

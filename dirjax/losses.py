@@ -334,10 +334,8 @@ def _covariance_eigh(covs: ArrayLike, k: int, dim: int) -> tuple[ArrayLike, Arra
       return jnp.reshape(covs, (k, 1)), jnp.ones((k, 1, 1))
     return jnp.linalg.eigh(covs)
   c = np.asarray(covs, np.float64).reshape(k, dim, dim)
-  if not np.allclose(c, np.swapaxes(c, 1, 2)):
-    raise ValueError("gmm_covs must be symmetric positive definite covariance matrices")
   eigvals, eigvecs = np.linalg.eigh(c)
-  if np.any(eigvals[:, 0] <= 0):
+  if not np.allclose(c, np.swapaxes(c, 1, 2)) or np.any(eigvals[:, 0] <= 0):
     raise ValueError("gmm_covs must be symmetric positive definite covariance matrices")
   return eigvals, eigvecs
 

@@ -133,13 +133,13 @@ class ResampledAgeSource:
     return f"ResampledAgeSource({self._originals!r}, n={len(self)})"
 
 
-def resample_train_split(originals: AgeImageSource, root: str, paths: list[str], ages: np.ndarray,
+def resample_train_split(originals: AgeImageSource, thumbnails: AgeImageSource, ages: np.ndarray,
                          options: Any, seed: int) -> tuple[ResampledAgeSource, np.ndarray]:
-  """SMOTER / SMOGN over the training faces → (source, its labels); neighbours on thumbnails."""
-  side = options.thumbnail
+  """SMOTER / SMOGN over the training faces → (source, its labels); neighbours on `thumbnails`
+  (the same faces at `options.thumbnail`²)."""
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-    thumbs = list(pool.map(lambda p: images.normalize(images.load_rgb(os.path.join(root, p), side)), paths))
-  plan = smogn.resample_plan(np.stack(thumbs).reshape(len(paths), -1), ages, options.method, k=options.k,
+    thumbs = list(pool.map(lambda i: thumbnails[i]["inputs"], range(len(thumbnails))))
+  plan = smogn.resample_plan(np.stack(thumbs).reshape(len(thumbs), -1), ages, options.method, k=options.k,
                              pert=options.pert, threshold=options.threshold, seed=seed)
   bump_std = {}  # per-pixel std of each bump with Gaussian examples, at full size (streamed, float64)
   for b in np.unique(plan.bump[plan.noise > 0]):
@@ -190,8 +190,9 @@ def get_data(config: Any, *, seed: int, benchmark: AgeBenchmark) -> DataBundle:
   sources = {s: AgeImageSource(data_dir, paths[s], labels[s], config.img_size) for s in SPLITS}
   train_labels = labels["train"]
   if config.resample.method:
+    thumbnails = AgeImageSource(data_dir, paths["train"], labels["train"], config.resample.thumbnail)
     sources["train"], train_labels = resample_train_split(
-      sources["train"], data_dir, paths["train"], labels["train"], config.resample, seed)
+      sources["train"], thumbnails, labels["train"], config.resample, seed)
   splits = {s: grain.MapDataset.source(source) for s, source in sources.items()}
   binning = weighting.Binning(num_bins=config.max_target)
   # Shots and balanced metrics use the exact integer age (reference `shot_metrics`), so the
@@ -204,8 +205,8 @@ def get_data(config: Any, *, seed: int, benchmark: AgeBenchmark) -> DataBundle:
     binning=binning,
     fds_buckets={"bucket_num": config.bucket_num, "bucket_start": config.bucket_start,
                  "bucketing": "integer", "edge_pooling": "presence"},
-    evaluate=scalar_evaluator({**labels, "train": train_labels}, labels["train"], exact_ages, many_shot_thr=config.many_shot_thr,
-                              low_shot_thr=config.low_shot_thr),
+    evaluate=scalar_evaluator({**labels, "train": train_labels}, labels["train"], exact_ages,
+                              many_shot_thr=config.many_shot_thr, low_shot_thr=config.low_shot_thr),
   )
 
 
