@@ -1,4 +1,4 @@
-"""Feature Distribution Smoothing (FDS; Yang et al., ICML 2021, §3.2, Eqs. 3-5).
+"""Feature Distribution Smoothing (FDS; Yang et al., ICML 2021, Sec. 3.2, Eqs. 3-5).
 
 FDS tracks per label bucket `b` the mean μ_b and the diagonal variance σ²_b of the encoder
 features, smooths both over neighbouring buckets with a symmetric kernel (Eq. 4), and maps every
@@ -16,33 +16,33 @@ Pieces (reference: YyzHarry/imbalanced-regression `fds.py`, NYUD2 `models/fds.py
 * `FDS.__call__`: calibration inside the training step (per-sample gather of bucket rows + one
   affine map), active only in training mode and from `start_smooth` on.
 
-Choices and deviations (numbers refer to the quirks of the reference spec):
+Choices and deviations (rows of docs/deviations.md in brackets):
 
-* Q6, `alias_last_epoch`: in the age and STS-B code `running_*_last_epoch` become the very tensors
+* `alias_last_epoch` (row 16): in the age and STS-B code `running_*_last_epoch` become the very tensors
   `running_*`, so the in-place EMA of the next update also moves them and the raw statistics used
   for calibration are one epoch newer than the smoothed ones. NYUD2 copies them (snapshot). We
   default to the snapshot (`False`): Eq. 5 maps a bucket's statistics onto *their own* smoothed
   version, which only holds when both come from the same epoch; the alias is an accident of
   attribute assignment. `True` reproduces the alias for as long as it lasts in the reference
   (from the first epoch advance on; we do not emulate its breaking on checkpoint reload).
-* Q7: the reference overwrites the feature tensor in place, so the features it collects for the
+* raw features (row 17): the reference overwrites the feature tensor in place, so the features it collects for the
   statistics pass are already calibrated. Our models return the raw (uncalibrated) encoder
   features next to the prediction and the statistics are computed from those, as in NYUD2 and as
   the README describes: calibrating features with statistics computed from calibrated features
   feeds the smoothing back into itself every epoch.
-* Q8, `edge_pooling`: `"clamp"` (default; NYUD2/STS-B) pools labels below `bucket_start` / above
+* `edge_pooling` (R6): `"clamp"` (default; NYUD2/STS-B) pools labels below `bucket_start` / above
   the last bucket into the edge buckets. `"presence"` is the age code's rule: out-of-range labels
   join the edge bucket only when a label of exactly the edge bucket is in the same data (the epoch
   for statistics, the global batch for calibration; under DataParallel the reference tested each
   GPU's chunk), otherwise they are ignored.
-* Q14: `clip_min`, `clip_max` default to the age range [0.1, 10]; NYUD2 uses [0.2, 5] and STS-B
+* `clip_min`, `clip_max` (R12) default to the age range [0.1, 10]; NYUD2 uses [0.2, 5] and STS-B
   [0.5, 2] (set in their configs).
 * Statistics are merged per batch in (count, mean, M2) form (Chan et al. 1979) rather than as
   Σx, Σx²: float32 Σx² − nμ² cancels catastrophically for features with a large mean.
   Counts are int32 (exact); the reference keeps float buffers.
 * `bucketing="integer"` uses floor(y); the reference uses the integer age itself and would give
   each distinct non-integer label its own EMA step on the shared bucket (ages are integers).
-* Zero variances (Q13): `zero_var_rule="per_dim"` (age, STS-B) leaves dimensions with σ²_b = 0
+* Zero variances (R11): `zero_var_rule="per_dim"` (age, STS-B) leaves dimensions with σ²_b = 0
   (or a negative smoothed variance) unchanged; `"whole_bucket"` is NYUD2 as it runs on
   PyTorch ≥ 1.2 (its bool-mask bug leaves the whole bucket unchanged as soon as one dimension has
   zero variance). Both leave a bucket unchanged when Σ_d σ²_b,d < 1e-10.
@@ -107,12 +107,12 @@ def bucketize(labels: jax.typing.ArrayLike, bucket_num: int, bucket_start: int =
   bucketing:
     "integer": b = floor(y) (IMDB-WIKI / AgeDB: the integer age is the bucket).
     "floor10": b = floor(float32(y) · 10), 0.1-wide buckets (STS-B scores, NYUD2 depths in m).
-      float32 like the reference's histogram edges (Q21: float64 moves 1.4, 2.8, ... one down).
+      float32 like the reference's histogram edges (docs/deviations.md R16: float64 moves 1.4, 2.8, ... one down).
   edge_pooling:
     "clamp": k clipped to [0, B − 1], B = bucket_num − bucket_start (NYUD2; STS-B, where the
       score 5.0 lands in bucket 49).
     "presence": out-of-range labels get k = −1 (below) or k = B (above); `accumulate` and
-      `FDS.__call__` pool them into the edge bucket only when that bucket is present (Q8).
+      `FDS.__call__` pool them into the edge bucket only when that bucket is present (docs/deviations.md R6).
   """
   _check_choice("bucketing", bucketing, BUCKETING_RULES)
   _check_choice("edge_pooling", edge_pooling, EDGE_POOLING_RULES)
@@ -218,7 +218,7 @@ def smooth_statistics(mean: jax.Array, var: jax.Array,
 
 
 def _calibration_mask(v1: jax.Array, v2: jax.Array, zero_var_rule: str) -> jax.Array:
-  """[B, D] bool: where the affine map applies (reference zero-variance handling, Q13)."""
+  """[B, D] bool: where the affine map applies (reference zero-variance handling, docs/deviations.md R11)."""
   ok = (v1 > 0) & (v2 >= 0)
   if zero_var_rule == "whole_bucket":
     ok = jnp.broadcast_to(jnp.all(ok, axis=1, keepdims=True), ok.shape)
@@ -251,7 +251,8 @@ def calibrate(features: jax.Array, buckets: jax.Array, m1: jax.Array, v1: jax.Ar
 
 
 def _pool_present_edges(buckets: jax.Array, bucket_count: int) -> jax.Array:
-  """Q8 in a batch: ids −1 / B join bucket 0 / B − 1 only if that bucket occurs in the batch."""
+  """Presence pooling (docs/deviations.md R6) in a batch: ids −1 / B join bucket 0 / B − 1 only if
+  that bucket occurs in the batch."""
   low = jnp.any(buckets == 0)
   high = jnp.any(buckets == bucket_count - 1)
   buckets = jnp.where((buckets == -1) & low, 0, buckets)
@@ -295,7 +296,7 @@ class FDS(nnx.Module):
   `running_mean_last_epoch`, `running_var_last_epoch`, `smoothed_mean_last_epoch`,
   `smoothed_var_last_epoch`, `num_samples_tracked` [B] int32, `epoch` int32 (= start_update).
   With start_update=0, start_smooth=1 the calibration is the identity in epochs 0 and 1 and uses
-  epoch-e−2 statistics from epoch 2 on (spec §1.4 timeline, Q12).
+  epoch-e−2 statistics from epoch 2 on (`agedb-dir/fds.py` update order, docs/deviations.md R10).
   """
 
   def __init__(self, feature_dim: int, bucket_num: int = 100, bucket_start: int = 0,
@@ -425,6 +426,6 @@ class FDS(nnx.Module):
   @nnx.jit
   def update(self, sums: BucketSums, epoch: jax.typing.ArrayLike) -> None:
     """End of epoch e: `update_last_epoch_stats(e)` then `update_running_stats(sums, e)` (this
-    order, reference issue #42), one jitted call; `sums` holds epoch e's features."""
+    order, upstream DIR issue #42), one jitted call; `sums` holds epoch e's features."""
     self.update_last_epoch_stats(epoch)
     self.update_running_stats(sums, epoch)

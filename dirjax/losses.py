@@ -92,7 +92,7 @@ def validate_targets(target: ArrayLike, name: str = "target") -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Weighted regression losses (DIR loss.py; dir_reference.md §1.2).
+# Weighted regression losses (`agedb-dir/loss.py` of YyzHarry/imbalanced-regression).
 
 
 def _weighted_mean(elementwise: Callable[[Array, Array], Array], pred: ArrayLike,
@@ -194,8 +194,9 @@ def smape(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
 
 
 # ----------------------------------------------------------------------------------------------
-# Balanced MSE (balanced_mse_reference.md §1). σ is a raw scalar with v = σ² (no clamp), so the
-# caller passes `noise_var = sigma**2` and the gradient to σ flows through the logits only.
+# Balanced MSE (`balanaced_mse.py` and `synthetic_benchmark/loss.py` of jiawei-ren/BalancedMSE). σ is a raw
+# scalar with v = σ² (no clamp), so the caller passes `noise_var = sigma**2` and the gradient to σ flows
+# through the logits only.
 
 
 def _check_noise_var(noise_var: ArrayLike, dtype: Any) -> Array:
@@ -239,7 +240,7 @@ def _sq_dist(a: Array, b: Array) -> Array:
   """[N, M] squared Euclidean distances between rows of a [N, d] and b [M, d].
 
   d = 1: the exact outer difference (a − bᵀ)², as the reference computes it. d > 1: the
-  expansion ‖a‖² + ‖b‖² − 2a·b (one matmul; spec Q16), after shifting both sets by b's mean to
+  expansion ‖a‖² + ‖b‖² − 2a·b (one matmul), after shifting both sets by b's mean to
   limit float32 cancellation (a [N, M, d] broadcast-and-reduce was 2-3× slower on XLA:CPU).
   """
   if a.shape[1] == 1:
@@ -266,7 +267,7 @@ def bmc_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
   raises ValueError; a mask leaving fewer than 2 valid rows gives 0, the reference's value for
   B = 1 (the only class is the positive).
 
-  `num_negatives=S` (down-sampled BMC, upstream issue #5, not in the reference code): each row
+  `num_negatives=S` (down-sampled BMC, upstream BalancedMSE issue #5, not in the reference code): each row
   is classified among its own target and S negatives, the first S valid targets of the batch
   other than its own, so the cost is O(B·S·d) instead of O(B²·d). S = (valid rows − 1)
   reproduces the full loss; the author's `num_sample=n` snippet corresponds to S = n − 1.
@@ -380,7 +381,7 @@ def bni_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
 
   loss = stop_gradient(2v) · mean_i[‖p_i − y_i‖²/(2v) + LSE_m(−‖p_i − b_m‖²/(2v) + log w_m)],
   w normalised to sum 1 inside; the shared −(d/2)·log v of the Gaussians cancels and is
-  omitted, so the loss can be negative (upstream issue #21). Centres are [M] (d = 1) or [M, d].
+  omitted, so the loss can be negative (upstream BalancedMSE issue #21). Centres are [M] (d = 1) or [M, d].
   For d > 1 this is our extension (the reference has no multi-dim BNI): isotropic vI Gaussians
   around d-dimensional bucket centres. Zero-weight buckets contribute nothing. Computed in the
   input precision (the reference's BNI runs in float64 because of its numpy weights).

@@ -15,7 +15,7 @@ from dirjax.weighting import Binning, finite_array
 
 SHOTS = ("many", "medium", "few")
 
-# STS-B-DIR `STSShotAverage` (DIR spec §3.6): hard-coded lists of 0.1-wide label bins.
+# STS-B-DIR `STSShotAverage` (`sts-b-dir/util.py`): hard-coded lists of 0.1-wide label bins.
 STSB_BINNING = Binning(50, 0.0, 0.1)
 STSB_SHOTS: Mapping[str, tuple[int, ...]] = {
     "many": (0, *range(10, 49, 2), 49),
@@ -23,7 +23,7 @@ STSB_SHOTS: Mapping[str, tuple[int, ...]] = {
     "few": (1, 3, 5, 7, 9, *range(11, 26, 2), 29, 31, 33, *range(39, 48, 2)),
 }
 
-# NYUD2-DIR `Evaluator` (DIR spec §4.5): 0.1 m depth buckets min(int(10 d), 99).
+# NYUD2-DIR `Evaluator` (`nyud2-dir/util.py`): 0.1 m depth buckets min(int(10 d), 99).
 NYUD2_BINNING = Binning(100, 0.0, 0.1)
 NYUD2_SHOTS: Mapping[str, tuple[int, ...]] = {
     "many": (*range(9, 46), 47, 49),
@@ -86,7 +86,7 @@ def _groups(codes: np.ndarray):
 
 
 def geometric_mean(abs_errors: np.ndarray, zero_floor: float | None = None) -> float:
-  """`scipy.stats.gmean` of |errors|: any exact zero gives 0 (age code, Q20) unless `zero_floor`
+  """`scipy.stats.gmean` of |errors|: any exact zero gives 0 (age code, docs/deviations.md R15) unless `zero_floor`
   replaces zeros first (STS-B uses 1e-10)."""
   abs_errors = np.asarray(abs_errors, dtype=np.float64)
   if zero_floor is not None:
@@ -105,7 +105,7 @@ def _error_stats(errors: np.ndarray, zero_floor: float | None = None) -> dict:
 
 def shot_metrics(preds, labels, train_labels, many_shot_thr: float = 100, low_shot_thr: float = 20,
                  binning: Binning | None = None) -> dict:
-  """MAE, MSE, GM and sample count overall and per shot (DIR spec §1.5 / §2.7).
+  """MAE, MSE, GM and sample count overall and per shot (`shot_metrics` in `agedb-dir/train.py`).
 
   A test sample's shot is the training count of its exact label (training labels cast to int, as
   the reference; non-integer test labels count 0 → few) or of its bin when `binning` is given
@@ -121,8 +121,8 @@ def shot_metrics(preds, labels, train_labels, many_shot_thr: float = 100, low_sh
 
 def balanced_metrics(preds, labels, binning: Binning | None = None, train_labels=None,
                      many_shot_thr: float = 100, low_shot_thr: float = 20) -> dict:
-  """Balanced MAE/MSE (BalancedMSE spec §4.1(b, c)): the error is averaged per distinct test label
-  (or per label bin with `binning`), then over labels without weighting.
+  """Balanced MAE/MSE (BalancedMSE `imdb-wiki-dir/train.py` `validate`, `--balanced_metric`): the error
+  is averaged per distinct test label (or per label bin with `binning`), then over labels without weighting.
 
   Returns {"bmae", "bmse"}; with `train_labels` also "many" / "medium" / "few", each
   {"bmae", "bmse", "gm", "count", "num_labels"}: the mean over that shot's labels, the (not
@@ -167,7 +167,7 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
 
 def correlation_metrics(preds, labels, shot_of_bin: Mapping[str, Sequence[int]] | None = None,
                         binning: Binning | None = None) -> dict:
-  """STS-B-DIR metrics (`STSShotAverage`, DIR spec §3.6) overall and per shot.
+  """STS-B-DIR metrics (`STSShotAverage` in `sts-b-dir/util.py`) overall and per shot.
 
   `preds` are on the label scale (the reference multiplies the model output by 5, unclipped).
   Shot = hard-coded bin lists (default `STSB_SHOTS` over `STSB_BINNING`, float32 floor(10 y) with
@@ -192,7 +192,7 @@ DEPTH_METRICS = ("rmse", "mse", "mae", "abs_rel", "log10", "delta1", "delta2", "
 
 
 def depth_metrics(preds, depths, mask=None, shot_of_bucket: Mapping[str, Sequence[int]] | None = None) -> dict:
-  """NYUD2-DIR per-pixel metrics (`util.Evaluator`, DIR spec §4.5) overall and per shot.
+  """NYUD2-DIR per-pixel metrics (`Evaluator` in `nyud2-dir/util.py`) overall and per shot.
 
   Over the selected pixels (`mask`, e.g. the balanced test mask; default all): MSE, RMSE = √MSE,
   MAE, ABS_REL = mean |e| / d, LOG10 = mean |log10 p - log10 d|, δ_k = fraction with

@@ -1,6 +1,7 @@
 """Optimizer builder: epoch-based LR schedules, the Balanced-MSE σ parameter group, freezing.
 
-Reference behaviour (spec ``dir_reference.md`` §2.4, ``balanced_mse_reference.md`` §1.5):
+Reference behaviour (``adjust_learning_rate`` in the ``train.py`` of YyzHarry/imbalanced-regression and
+jiawei-ren/BalancedMSE; the σ group of ``synthetic_benchmark/main_1d.py``):
 
 * The LR is set at the start of each epoch: ``multistep`` gives ``lr·decay^(#milestones ≤ epoch)``,
   ``cosine`` is PyTorch's ``CosineAnnealingLR(T_max=num_epochs)`` stepped once per epoch,
@@ -10,7 +11,7 @@ Reference behaviour (spec ``dir_reference.md`` §2.4, ``balanced_mse_reference.m
 * σ (any parameter whose path contains ``noise_sigma``) gets its own group with the same optimizer
   family and hyper-parameters but ``config.loss.sigma_lr``; its LR is either constant
   (``sigma_schedule="constant"``: IMDB/NYUD2 skip the σ group when adjusting the LR) or scaled by the
-  main schedule's factor (``"main"``: the synthetic benchmark's cosine touches every group, Q23).
+  main schedule's factor (``"main"``: the synthetic benchmark's cosine touches every group; docs/deviations.md R25).
   ``fix_noise_sigma`` freezes it.
 * ``config.train_only`` (regex, ``""`` = everything) freezes every other non-σ parameter, e.g. RRT
   trains only ``"head"``. σ follows its own rules regardless of ``train_only``.

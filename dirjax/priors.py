@@ -98,10 +98,10 @@ def fit_gmm(labels, n_components: int, seed: int = 0, **sklearn_kwargs) -> GMMPr
 def bucket_prior(labels, binning: weighting.Binning | weighting.JointBinning, lds: bool = False,
                  lds_kernel: str = "gaussian", lds_ks: int = 5, lds_sigma: float = 2.0,
                  faithful: bool = True) -> BucketPrior:
-  """BNI prior from training labels (BalancedMSE IMDB-WIKI `get_bucket_info`, §2.3).
+  """BNI prior from training labels (BalancedMSE `imdb-wiki-dir/datasets.py` `get_bucket_info`).
 
   Histogram of the labels in `binning` (labels outside the bin range are dropped, not pooled),
-  optional LDS of the raw counts with zero padding (faithful: truncated to integers, Q22), buckets
+  optional LDS of the raw counts with zero padding (faithful: truncated to integers, docs/deviations.md R4), buckets
   with zero (smoothed) count dropped, weights = counts / total. Centres: the bins' left edges when
   every label sits on one (integer ages in `Binning(200)`: the ages themselves, no +0.5, as the
   reference), else the bins' mid-points (continuous labels: a left edge would shift the prior by
@@ -124,7 +124,7 @@ def bucket_prior(labels, binning: weighting.Binning | weighting.JointBinning, ld
 def bucket_prior_from_counts(centers, counts, lds: bool = False, lds_kernel: str = "gaussian", lds_ks: int = 5,
                              lds_sigma: float = 2.0, lds_mode: str = "reflect", bucket_start: int = 0,
                              sqrt: bool = False, faithful: bool = True) -> BucketPrior:
-  """BNI prior from per-bucket counts (BalancedMSE NYUD2 `get_bucket_info`, §2.4).
+  """BNI prior from per-bucket counts (BalancedMSE `nyud2-dir/loaddata.py` `get_bucket_info`).
 
   Buckets below `bucket_start` take bucket_start's value; `sqrt` square-roots the counts (the
   reference does this under `--reweight sqrt_inv`); LDS smooths buckets >= bucket_start with

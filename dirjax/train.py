@@ -10,7 +10,7 @@ data, model, loss, re-weighting, FDS and optimizer; see `configs/*.py`. Per epoc
    statistics over the global batch (the reference's `nn.DataParallel` normalises each GPU's
    sub-batch; ResNets offer `bn_groups` to emulate it);
 2. FDS statistics pass (epoch ≥ start_update): a forward pass over `bundle.fds_split` in training
-   mode, as the reference (Q9: BatchNorm uses batch statistics AND updates its running averages;
+   mode, as the reference (docs/deviations.md R7: BatchNorm uses batch statistics AND updates its running averages;
    dropout is active), accumulating per-bucket moments under jit, then `FDS.update`;
 3. every `eval.every_epochs` (and at the last epoch): predictions over the eval splits and
    `bundle.evaluate`; the best checkpoint is selected on `eval.select_split` by
@@ -22,8 +22,8 @@ data, model, loss, re-weighting, FDS and optimizer; see `configs/*.py`. Per epoc
 A loss that is not finite or exceeds 1e6 (the reference IMDB guard) stops the run with an error
 naming the step; it is checked from a device-side flag at every log step and before any
 checkpoint, never with a per-step host sync. Deliberate deviations from the reference: σ is saved
-with the checkpoints (Q5), the synthetic benchmark reports the test metrics of the best-on-val AND
-of the last model (Q14), everything is seeded.
+with the checkpoints (docs/deviations.md row 35), the synthetic benchmark reports the test metrics of
+the best-on-val AND of the last model (row 36), everything is seeded (row 37).
 """
 
 import copy
@@ -55,7 +55,7 @@ class Regressor(nnx.Module):
   """The task network plus, for a Balanced-MSE loss, the learnable noise scale σ (v = σ²).
 
   σ is an `nnx.Param` at path `noise_sigma` (own optimizer group, `optim.SIGMA_PATH`); it is a raw
-  scalar without a positivity constraint like the reference's `noise_sigma` (Q4).
+  scalar without a positivity constraint like the reference's `noise_sigma` (docs/deviations.md R20).
   """
 
   def __init__(self, net: nnx.Module, init_noise_sigma: float | None = None):
@@ -321,8 +321,9 @@ class Experiment:
   def _sample_weights(self, batch: dict[str, jax.Array]) -> jax.Array | None:
     method = self.config.reweight.method
     if method == "true_inverse":
-      # Balanced-MSE synthetic `ReweightL2` (Q15): w_i = 1/p(y_i) normalised to sum 1 over the batch,
-      # loss Σ_i w_i ‖p_i − y_i‖². Our `mse` averages over n·d elements, hence the factor n·d.
+      # Balanced-MSE synthetic `ReweightL2` (`main_1d.py`, docs/deviations.md R23): w_i = 1/p(y_i)
+      # normalised to sum 1 over the batch, loss Σ_i w_i ‖p_i − y_i‖². Our `mse` averages over n·d elements,
+      # hence the factor n·d.
       valid = batch["valid"]
       inverse = jnp.where(valid, 1.0 / jnp.where(valid, batch["density"], 1.0), 0.0)
       count = jnp.sum(valid) * batch["targets"].shape[-1]
@@ -345,7 +346,7 @@ class Experiment:
         if not self.balanced:
           return self.loss_fn(pred, targets, weights=weights, mask=mask), pred
         # Balanced MSE on a dense task: every (masked-in) pixel is a row of one [N, 1] batch, as the
-        # NYUD2 reference flattens the selected pixels of the whole batch (balanced_mse spec §3.2).
+        # NYUD2 reference flattens the selected pixels of the whole batch (BalancedMSE `nyud2-dir/train.py`).
         flat_mask = mask.reshape(-1) if pred.ndim > 2 else mask
         noise_var = jnp.square(model.noise_sigma[...])
         return self.loss_fn(pred.reshape(-1, pred.shape[-1]), targets.reshape(-1, targets.shape[-1]),
@@ -365,7 +366,7 @@ class Experiment:
       return nnx.merge(self.eval_graphdef, model_state)(batch["inputs"])[0]
 
     def fds_step(model_state, sums, batch, epoch):
-      model = nnx.merge(graphdef, model_state)  # training mode: BN batch statistics (Q9)
+      model = nnx.merge(graphdef, model_state)  # training mode: BN batch statistics (docs/deviations.md R7)
       _, features = model(batch["inputs"], targets=batch["targets"], epoch=epoch)
       fds = model.net.fds
       mask = _loss_mask(batch)
@@ -646,7 +647,7 @@ def variant_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_col
 def train_variants(config: ml_collections.ConfigDict, workdir: str, *, stop_after_steps: int | None = None) -> dict:
   """Trains every variant into `workdir/<name>/`, then writes `comparison.json`, `comparison.md`
   and `predictions.png` (test predictions of the best models vs targets) and prints the table of
-  `config.report.metrics` on the test split for the best-on-val and the last model (Q14)."""
+  `config.report.metrics` on the test split for the best-on-val and the last model (docs/deviations.md row 36)."""
   results = {}
   for name, cfg in variant_configs(config):
     logging.info("training variant %s", name)

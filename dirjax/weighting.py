@@ -53,7 +53,7 @@ def kernel_window(kernel: str, ks: int, sigma: float, normalize: str = "max") ->
   * laplace: exp(-|x| / σ) / (2σ) for x = -h..h.
 
   normalize="max" gives the LDS window (peak 1), "sum" the FDS window (sum 1). Float64, computed
-  with scipy's formulas and summation order so that integer truncation downstream (Q4) flips at
+  with scipy's formulas and summation order so that integer truncation downstream (docs/deviations.md R4) flips at
   exactly the same values as in the reference.
   """
   _check_window_args(kernel, ks, sigma)
@@ -79,7 +79,7 @@ class Binning:
   """Uniform label bins: b(y) = clip(floor((y - start) * (1 / bin_width)), 0, num_bins - 1).
 
   Evaluated in float32 like the references (STS-B float32 histogram edges, NYUD2
-  `int(float32(d) * 10)`; Q21): Binning(121) = integer ages with ages > 120 pooled into bin 120,
+  `int(float32(d) * 10)`; docs/deviations.md R16): Binning(121) = integer ages with ages > 120 pooled into bin 120,
   Binning(50, 0, 0.1) = STS-B (5.0 → 49), Binning(100, 0, 0.1) = NYUD2 depth buckets.
   `index` is element-wise and works on numpy arrays (host, NaN/inf rejected) and jax arrays
   (inside jit, unchecked: validate labels when the data are loaded).
@@ -214,7 +214,7 @@ def lds_smooth(values, kernel: str = "gaussian", ks: int = 5, sigma: float = 2.0
 
   mode: scipy boundary name, "constant" (zero padding: age, STS-B, BNI), "reflect" (edge
   repeated: NYUD2) or "mirror" (edge not repeated). faithful=True keeps scipy's output dtype, so
-  integer inputs (INV counts) are truncated toward zero after each pass (DIR Q4, BMSE Q22);
+  integer inputs (INV counts) are truncated toward zero after each pass (docs/deviations.md R4);
   faithful=False returns float64.
   """
   if mode not in LDS_MODES:
@@ -237,11 +237,11 @@ def lds_smooth(values, kernel: str = "gaussian", ks: int = 5, sigma: float = 2.0
 def effective_counts(counts, *, sqrt: bool = False, clip: tuple[float, float] | None = None, lds: bool = False,
                      lds_kernel: str = "gaussian", lds_ks: int = 5, lds_sigma: float = 2.0,
                      lds_mode: str = "constant", bucket_start: int = 0, faithful: bool = True) -> np.ndarray:
-  """The per-bin statistic v_b that INV/SQINV/LDS invert (DIR §1.3).
+  """The per-bin statistic v_b that INV/SQINV/LDS invert (`_prepare_weights` in `agedb-dir/datasets.py`).
 
-  v = √counts (`sqrt`, SQINV; LDS then smooths √n, Q2) or clip(counts, *clip) (INV age rule,
-  Q3); with `lds` it is smoothed by `lds_smooth` (integer truncation when faithful and v is
-  integer, Q4). NYUD2 rule (1-D only): only bins >= `bucket_start` are transformed/smoothed and
+  v = √counts (`sqrt`, SQINV; LDS then smooths √n, docs/deviations.md R2) or clip(counts, *clip) (INV age rule,
+  R3); with `lds` it is smoothed by `lds_smooth` (integer truncation when faithful and v is
+  integer, R4). NYUD2 rule (1-D only): only bins >= `bucket_start` are transformed/smoothed and
   the bins below take the value of bin `bucket_start`.
   """
   counts = np.asarray(counts)
@@ -273,7 +273,7 @@ def weight_table_from_counts(counts, reweight: str, lds: bool = False, lds_kerne
                              bucket_start: int = 0, faithful: bool = True,
                              inverse_clip: tuple[float, float] | None = None) -> np.ndarray | None:
   """Per-bin weights w_b = s / v_b from training counts n_b, normalised so that the
-  count-weighted mean weight is 1: s = Σ n_b / Σ n_b / v_b (DIR §1.3).
+  count-weighted mean weight is 1: s = Σ n_b / Σ n_b / v_b (`_prepare_weights` in `agedb-dir/datasets.py`).
 
   With NYUD2's pixel counts (`TRAIN_BUCKET_NUM`), reweight in {inverse, sqrt_inv},
   lds_mode="reflect", bucket_start=7 and no clip this is `_get_bucket_weights`. Bins without
@@ -323,7 +323,7 @@ def prepare_weights(labels, reweight: str = "none", lds: bool = False, lds_kerne
   Default bins are the integer labels 0..max_target-1 (`Binning(max_target)`, larger labels pooled
   into the last bin); INV clips the counts to [5, 1000]; LDS pads with zeros. faithful=True
   truncates the smoothed INV counts to integers like scipy does on the reference's int64 counts
-  (Q4); faithful=False keeps them as floats.
+  (docs/deviations.md R4); faithful=False keeps them as floats.
   """
   binning = Binning(max_target) if binning is None else binning
   table = bin_weight_table(labels, binning, reweight, lds=lds, lds_kernel=lds_kernel, lds_ks=lds_ks,

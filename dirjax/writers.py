@@ -1,6 +1,6 @@
 """Metric writers: TensorBoard event files (tensorboardX, no TensorFlow), ``metrics.jsonl``, progress line.
 
-clu's ``metric_writers`` needs TensorFlow (environment.md §1), hence this small replacement.
+clu's ``metric_writers`` imports TensorFlow, hence this small replacement.
 Only process 0 writes; other processes get no-op writers.
 """
 

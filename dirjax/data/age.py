@@ -1,6 +1,6 @@
 """Age-from-face benchmarks (IMDB-WIKI-DIR, AgeDB-DIR): one implementation, two registry names.
 
-Data = the original split CSV (`age,path,split`, dir_reference.md §2.6) + the user's face images
+Data = the original split CSV (`age,path,split`, upstream `data/agedb.csv` / `imdb_wiki.csv`) + the user's face images
 under `data_dir` (paths in the CSV are relative to it). Elements are
 `{"inputs": float32 [S, S, 3] in [−1, 1], "targets": float32 [1]}` (pipeline in `images.py`).
 
@@ -12,8 +12,9 @@ few ms per image and parallelises over grain workers. The source is a small pick
 (paths + labels), so grain worker processes receive it cheaply.
 
 Labels (integer ages) drive: LDS / inverse weights on `Binning(max_target)` = integer ages with
-ages ≥ max_target − 1 pooled into the last bin (`max_target=121`, §1.3); FDS buckets = the age
-itself, `bucket_num` 100, `bucket_start` 0 (IMDB-WIKI) / 3 (AgeDB) (§1.4); evaluation = DIR shot
+ages ≥ max_target − 1 pooled into the last bin (`max_target=121`, `_prepare_weights` in
+`agedb-dir/datasets.py`); FDS buckets = the age itself, `bucket_num` 100, `bucket_start` 0 (IMDB-WIKI)
+/ 3 (AgeDB) (the `FDS` arguments of `agedb-dir/train.py`); evaluation = DIR shot
 metrics (many > 100, few < 20 training samples) + Balanced-MSE balanced metrics.
 
 SMOTER / SMOGN (`config.resample.method`, DIR paper Tables 1–2): the training split is replaced
@@ -211,7 +212,7 @@ def get_data(config: Any, *, seed: int, benchmark: AgeBenchmark) -> DataBundle:
 
 
 def balanced_split(ages: np.ndarray, paths: list[str], max_size: int, seed: int = 666) -> np.ndarray:
-  """`make_balanced_testset` of the reference (§2.6) → split name per row.
+  """`make_balanced_testset` of the reference (`data/utils.py`) → split name per row.
 
   Ages are truncated to int; Python's `random` is seeded once with `seed`, then for each age
   0..120 in turn that age's paths (in file order) are shuffled with `random.shuffle`,

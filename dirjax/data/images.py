@@ -1,6 +1,6 @@
 """Image decoding and the DIR age-benchmark image transforms (numpy, host side).
 
-Reference pipeline (dir_reference.md §2.2, torchvision on PIL images):
+Reference pipeline (`agedb-dir/datasets.py`, torchvision on PIL images):
 train: Resize((224, 224), bilinear) → RandomCrop(224, padding=16) → RandomHorizontalFlip(0.5)
 → ToTensor ([0, 1]) → Normalize(0.5, 0.5) ⇒ [−1, 1]; val/test: Resize → ToTensor → Normalize.
 

@@ -2,7 +2,7 @@
 
 `imdb_wiki.csv` (absent from the reference snapshot) is rebuilt from the crops' `imdb.mat` /
 `wiki.mat` by `create_table` = the reference `create_imdb_wiki.py` + `make_balanced_testset`
-(dir_reference.md §2.6).
+(`data/create_imdb_wiki.py` and `data/utils.py` of YyzHarry/imbalanced-regression).
 """
 
 import os

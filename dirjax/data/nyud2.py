@@ -1,4 +1,4 @@
-"""NYUD2-DIR (Yang et al., ICML 2021): monocular depth with 0.1 m depth buckets (DIR spec §4).
+"""NYUD2-DIR (Yang et al., ICML 2021): monocular depth with 0.1 m depth buckets (`nyud2-dir/`).
 
 Files under `data_dir` (the DenseDepth NYU v2 subset that the reference's `download_nyud2.py`
 unpacks, plus the reference repo's `nyud2-dir/data/` files):
@@ -20,8 +20,9 @@ Elements. Train: `{"inputs": uint8 [240, 320, 3], "targets": uint8 [240, 320, 1]
 test targets are the full-resolution 228×304 depths.
 
 `mask` = 1 where the loss counts a pixel: depth ≥ `config.loss_min_depth` (0 → every pixel, the
-DIR recipe with no invalid-pixel mask, Q17; 0.7 → the Balanced-MSE recipe, which fits only pixels
-≥ 0.7 m, balanced_mse_reference §3.2). The trainer multiplies it with the padding-row mask.
+DIR recipe with no invalid-pixel mask, docs/deviations.md R14; 0.7 → the Balanced-MSE recipe, which
+fits only pixels ≥ 0.7 m in BalancedMSE `nyud2-dir/train.py`, docs/deviations.md R21). The trainer
+multiplies it with the padding-row mask.
 
 Weights/priors: `binning` = Binning(100, 0, 0.1) = the reference's `min(int(float32(d)·10), 99)`.
 The reference weights and BNI prior come from the hard-coded pixel counts `TRAIN_BUCKET_NUM`
@@ -166,7 +167,8 @@ def _center_crop(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _resize_depth_code(code: np.ndarray) -> np.ndarray:
-  """Training depth 304×228 → 152×114 with PIL's default filter (BICUBIC on Pillow ≥ 7; Q17)."""
+  """Training depth 304×228 → 152×114 with PIL's default filter (BICUBIC on Pillow ≥ 7, what the
+  reference's `nyud2-dir/nyu_transform.py` gets)."""
   return np.asarray(Image.fromarray(code).resize(DEPTH_SIZE[::-1]))
 
 
@@ -305,8 +307,8 @@ def prepare(data_dir: str, *, seed: int = 0) -> str:
 
 
 def synthetic_train_labels() -> np.ndarray:
-  """The reference `preprocess_gmm.py`'s GMM labels (balanced_mse spec §2.2): bucket centres
-  (0.05 … 9.95) repeated count // 10⁶ times, buckets 0–6 given bucket 7's count. float32 [3644]."""
+  """The GMM labels of BalancedMSE's `nyud2-dir/preprocess_gmm.py` (fixed as docs/deviations.md row 5):
+  bucket centres (0.05 … 9.95) repeated count // 10⁶ times, buckets 0–6 given bucket 7's count. float32 [3644]."""
   counts = np.asarray(TRAIN_BUCKET_NUM, np.int64)
   counts[:BUCKET_START] = counts[BUCKET_START]
   return np.repeat(BINNING.centers(), counts // PIXELS_PER_SYNTHETIC_LABEL).astype(np.float32)
@@ -363,7 +365,7 @@ def _load_test(image_path: str, depth_path: str) -> dict:
 def get_data(config: Any, *, seed: int) -> DataBundle:
   """NYUD2-DIR `DataBundle`; config keys: data_dir, loss_min_depth, color_augment.
 
-  Splits "train", "fds_subset", "test" (no validation split: the reference selects on test, Q17).
+  Splits "train", "fds_subset", "test" (no validation split: the reference selects on test, docs/deviations.md R14).
   """
   data_dir = config.data_dir
   mask_path = prepare(data_dir, seed=seed)

@@ -1,4 +1,4 @@
-"""STS-B-DIR (Yang et al., ICML 2021): sentence-pair similarity in [0, 5] (DIR spec §3).
+"""STS-B-DIR (Yang et al., ICML 2021): sentence-pair similarity in [0, 5] (upstream `sts-b-dir/`).
 
 Files (`data_dir`): `{train,dev,test}_new.tsv` from the reference repo (`sts-b-dir/glue_data/STS-B/`),
 a header plus 10 tab-separated columns; sentences in columns 7/8, the score in column 9.
@@ -19,13 +19,14 @@ Two input encodings (`config.encoder`):
   `stsb_embeddings.npy`.
 
 Targets are the raw scores (float32 [1]); bins are `Binning(50, 0, 0.1)` = float32 floor(10 y)
-with 5.0 → 49 (Q21), FDS buckets floor10 over 50 buckets. Deviation: the reference regresses
-label/5 and multiplies the output by 5 for its metrics; we regress the score itself (so LDS/FDS/BMC
-see the reference's label scale), the BiLSTM multiplies its head output by 5 (`output_scale`), and
+with 5.0 → 49 (float32 edges, docs/deviations.md R16), FDS buckets floor10 over 50 buckets.
+Deviation: the reference regresses label/5 and multiplies the output by 5 for its metrics; we regress the
+score itself (so LDS/FDS/BMC see the reference's label scale), the BiLSTM multiplies its head output
+by 5 (`output_scale`), and
 the configs scale weight decay and the gradient-clip norm by 25 so that Adam follows the
 reference's trajectory (the MSE is 25× the reference's; Adam is invariant to a global gradient
 scale). `evaluate` reports `metrics.correlation_metrics` (MSE, MAE, GM, Pearson, Spearman per shot
-with the hard-coded STS-B bin lists, §3.6) on the unclipped predictions.
+with the hard-coded STS-B bin lists of `STSShotAverage` in `sts-b-dir/util.py`) on the unclipped predictions.
 """
 
 from __future__ import annotations

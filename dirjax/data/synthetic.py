@@ -1,12 +1,12 @@
 """Generated benchmarks (no download): the Balanced-MSE synthetic linear regressions and a
 long-tailed image regression set.
 
-* `synthetic_1d` (Ren et al. CVPR 2022, `synthetic_benchmark/main_1d.py`; spec
-  balanced_mse_reference.md §5.1): training labels y ~ N(5, 0.5²) kept in [0, 10] (first
+* `synthetic_1d` (Ren et al. CVPR 2022, `synthetic_benchmark/main_1d.py` of
+  jiawei-ren/BalancedMSE): training labels y ~ N(5, 0.5²) kept in [0, 10] (first
   `num_train` of 2·`num_train` draws), inputs x = (y − ε − b)/k with ε ~ N(0, 1); eval/test labels
   y ~ U(0, 10) with x = (y − b)/k exactly. The oracle regressor is y = kx + b. Label bins of
   `bin_width` serve the BNI prior, re-weighting tables and shot metrics; FDS buckets are integers.
-* `synthetic_2d` (`main_2d.py`, §5.2): training labels y ~ N(0, [[1, .5], [.5, 1]]) (untrimmed),
+* `synthetic_2d` (`main_2d.py`): training labels y ~ N(0, [[1, .5], [.5, 1]]) (untrimmed),
   x = A(y − ε) with A = 0.01·randn(2, 2) drawn from the seed; eval/test y ~ U([−5, 5]²), x = Ay.
 * `synthetic_images`: 32×32 grey images of an anti-aliased disk at a random position with random
   contrast and pixel noise; the target is a size score in [0, 100) (radius 2 + 0.12·y pixels).
@@ -15,7 +15,7 @@ long-tailed image regression set.
   bins and the DIR thresholds 100/20.
 
 Training elements of the linear benchmarks also carry `density`, the true density of the training
-label distribution at the element's label: the reference's Reweight baseline (Q15) weights by
+label distribution at the element's label: the reference's Reweight baseline (`ReweightL2` in `main_1d.py`) weights by
 its inverse (`reweight.method = "true_inverse"` in the trainer). Every draw is seeded (the
 reference seeds nothing); the reference fits the GAI prior on 10,000 fresh draws of N(5, 0.5²),
 we fit it on the training labels (`loss.prior = "gmm"`).

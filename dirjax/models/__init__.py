@@ -3,8 +3,9 @@
 Every model is an ``nnx.Module`` called as ``model(x, targets=None, epoch=None) -> (pred, features)``:
 
 * ``features`` is the encoding right before the linear head, *raw* (before FDS calibration).
-  The reference (IMDB/AgeDB/STS-B, quirk Q7) calibrates the encoding in place, so the features it
-  returns to the FDS statistics pass are already smoothed once ``epoch >= start_smooth``; the
+  The reference (IMDB/AgeDB/STS-B `fds.py` `smooth`; docs/deviations.md row 17) calibrates the
+  encoding in place, so the features it returns to the FDS statistics pass are already smoothed once ``epoch
+  >= start_smooth``; the
   statistics pass must see raw features (as NYUD2's code does), so we return those.
 * When an ``fds`` module is attached and the model is in training mode (``model.train()``), the
   head sees ``fds(features, targets, epoch)``; in eval mode FDS is not called.

@@ -1,6 +1,6 @@
 """NYUD2-DIR depth network: Hu et al. (WACV 2019) "Revisiting single image depth estimation".
 
-Reference (`nyud2-dir/models/{net,modules}.py`, DIR spec §4.3), NHWC here:
+Reference (`nyud2-dir/models/{net,modules}.py`), NHWC here:
 
 * E: ResNet-50 (blocks `dirjax.models.resnet.Bottleneck`), outputs of the four stages
   (256/512/1024/2048 channels; 57×76 ... 8×10 for a 228×304 input).

@@ -1,6 +1,6 @@
 """ResNet-18 / ResNet-50 regressors trained from scratch, as the DIR reference's ``resnet.py``.
 
-Reference (spec ``dir_reference.md`` §2.3): torchvision-style ResNet (BasicBlock [2,2,2,2] for 18,
+Reference (``agedb-dir/resnet.py``): torchvision-style ResNet (BasicBlock [2,2,2,2] for 18,
 Bottleneck [3,4,6,3] with the stride on the 3×3 conv and a 1×1 conv + BN downsample for 50), every
 conv ~ N(0, sqrt(2 / (k·k·out_channels))) (He, fan-out), BN γ=1 β=0, global average pool to the
 512/2048-d encoding, and a linear head with PyTorch's default init. Inputs are NHWC.
@@ -8,7 +8,7 @@ conv ~ N(0, sqrt(2 / (k·k·out_channels))) (He, fan-out), BN γ=1 β=0, global 
 Deviations: flax's BatchNorm updates the running variance with the biased batch variance (PyTorch
 uses the unbiased one; the factor n/(n-1) is ≈1 for n = B·H·W); the reference's unused dropout
 before the head is omitted. ``stem="cifar"`` (3×3/1 conv, no max-pool) is an addition for small
-images. ``bn_groups`` emulates ``nn.DataParallel``'s per-GPU BatchNorm (quirk Q16).
+images. ``bn_groups`` emulates ``nn.DataParallel``'s per-GPU BatchNorm (docs/deviations.md row 22).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 class ShardedBatchNorm(nnx.BatchNorm):
   """BatchNorm whose training statistics are computed per group of ``groups`` consecutive batch slices.
 
-  Emulates ``nn.DataParallel`` (Q16): each GPU normalises its own sub-batch, and the running
+  Emulates ``nn.DataParallel`` (docs/deviations.md row 22): each GPU normalises its own sub-batch, and the running
   averages come from GPU 0's sub-batch only. Evaluation uses the running averages as usual.
   """
 

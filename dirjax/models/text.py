@@ -1,6 +1,6 @@
 """STS-B-DIR text models: the reference BiLSTM regressor and the default offline sentence encoder.
 
-* `BiLSTMRegressor`: the STS-B-DIR model of Yang et al. (2021) (`sts-b-dir/models.py`, spec §3.3):
+* `BiLSTMRegressor`: the STS-B-DIR model of Yang et al. (2021) (`sts-b-dir/models.py`):
   frozen 300-d word embeddings → dropout → 2-layer BiLSTM (1500 per direction) → dropout → masked
   max-pool over time → pair feature `[u, v, |u−v|, u⊙v]` (12,000-d) → (FDS) → `head` Linear(·, 1).
 * `encode_sentences`: the default path when GloVe is unavailable. It runs the pretrained
