@@ -1,12 +1,13 @@
 """Shared builder of the IMDB-WIKI-DIR / AgeDB-DIR experiment configs (`configs/{imdb,agedb}_*.py`).
 
-Stage-1 recipe of the DIR reference (dir_reference.md §2.1–2.4): ResNet-50 from scratch on 224²
-faces, L1 loss, Adam (no weight decay) lr 1e-3, 90 epochs, LR ×0.1 at epochs 60 and 80, batch 256,
-model selection on val MAE, test of the best checkpoint. LDS/FDS use the paper's gaussian ks 5,
-σ 2 on both datasets (the README commands; AgeDB's CLI defaults ks 9, σ 1 are not the paper
-setting, Q22). RRT (§2.5) and the Balanced-MSE recipe (balanced_mse_reference.md §3.1) are stage-2
-runs that load a finished vanilla run (`init_from`) and train only the linear `head`. SMOTER /
-SMOGN train the stage-1 recipe on the resampled training set (`data.resample`, `dirjax.data.smogn`).
+Stage-1 recipe of the DIR reference (`agedb-dir/train.py`, `imdb-wiki-dir/train.py`, README): ResNet-50
+from scratch on 224² faces, L1 loss, Adam (no weight decay) lr 1e-3, 90 epochs, LR ×0.1 at epochs 60 and
+80, batch 256, model selection on val MAE, test of the best checkpoint. LDS/FDS use the paper's gaussian
+ks 5, σ 2 on both datasets (the README commands; AgeDB's CLI defaults ks 9, σ 1 are not the paper
+setting, docs/deviations.md R17). RRT (`--retrain_fc`) and the Balanced-MSE recipe (BalancedMSE
+`imdb-wiki-dir/train.py`) are stage-2 runs that load a finished vanilla run (`init_from`) and train only
+the linear `head`. SMOTER / SMOGN train the stage-1 recipe on the resampled training set
+(`data.resample`, `dirjax.data.smogn`).
 Balanced MSE on AgeDB-DIR has no reference run; its configs use the IMDB-WIKI recipe by analogy.
 
 On AgeDB-DIR's training ages the smogn package's box-plot relevance (control points (1, 0),
@@ -47,7 +48,7 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
     # SMOTER / SMOGN training set (`dirjax.data.smogn`; defaults of the smogn package), off when "".
     "resample": ml_collections.ConfigDict({"method": "", "k": 5, "pert": 0.02, "threshold": 0.5,
                                            "thumbnail": 16})})
-  # bn_groups=4: BatchNorm statistics over 64-sample groups, as DataParallel on the reference's 4 GPUs (Q16).
+  # bn_groups=4: BatchNorm statistics over 64-sample groups, as DataParallel on the 4 GPUs of the reference (row 22).
   c.model = ml_collections.ConfigDict({"name": "resnet50", "out_dim": 1, "bn_groups": 4})
 
   c.loss = ml_collections.ConfigDict({

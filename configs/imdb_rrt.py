@@ -1,4 +1,4 @@
-"""IMDB-WIKI-DIR, RRT: stage 2 on a finished vanilla run: head re-initialised and trained alone with SQINV weights, same 90-epoch schedule (BatchNorm statistics still updated, Q10).
+"""IMDB-WIKI-DIR, RRT: stage 2 on a finished vanilla run: head re-initialised and trained alone with SQINV weights, same 90-epoch schedule (BatchNorm statistics still updated, docs/deviations.md R8).
 
 Reference: DIR paper Table 1 (not re-read): MAE 7.81 / 7.07 / 14.06 / 25.13.
 ResNet-50 from scratch, 224² inputs, batch 256, Adam; recipe and deviations in `configs/age_common.py`.

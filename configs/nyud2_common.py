@@ -1,14 +1,14 @@
 """Shared builder of the NYUD2-DIR experiment configs (`configs/nyud2_*.py`).
 
-Reference recipe (dir_reference.md §4.1–4.5): Hu et al. depth network on an ImageNet-pretrained
+Reference recipe (`nyud2-dir/train.py`, `test.py`, `util.py`): Hu et al. depth network on an ImageNet-pretrained
 ResNet-50, per-pixel weighted MSE over every pixel (no invalid-pixel mask), Adam lr 1e-4 with
 coupled weight decay 1e-4, LR ×0.1 after epoch 5, 10 epochs, batch 32; after every epoch the FDS
 statistics pass over the fixed 600-image subset and a test-set evaluation that also selects the
-best model (there is no validation split, Q17). Metrics: RMSE etc. over the balanced test mask
+best model (there is no validation split, docs/deviations.md R14). Metrics: RMSE etc. over the balanced test mask
 per shot. LDS = inverse weights of the gaussian (ks 5, σ 2) smoothed bucket counts (scipy
 'reflect' boundary); FDS over buckets 7..99 with calibration clip [0.2, 5], NYUD2's snapshot
-(non-aliased) last-epoch statistics and its whole-bucket zero-variance rule (Q13). Balanced MSE
-(balanced_mse_reference.md §3.2): GAI (16-component GMM of the reference's synthetic labels) or
+(non-aliased) last-epoch statistics and its whole-bucket zero-variance rule (R11). Balanced MSE
+(BalancedMSE `nyud2-dir/train.py`): GAI (16-component GMM of the reference's synthetic labels) or
 BNI (bucket prior), σ fixed at 1 m, loss only on pixels with depth ≥ 0.7 m. The LDS weight table
 and the BNI prior come from the reference's pixel counts `TRAIN_BUCKET_NUM` (the data bundle's
 `train_bin_counts`), the GMM from its 3,644 synthetic labels, as in the reference.

@@ -1,10 +1,10 @@
 """Shared builder of the STS-B-DIR experiment configs (`configs/stsb_*.py`).
 
-Reference recipe (dir_reference.md §3.1–3.4): MSE loss, Adam lr 1e-4 with coupled weight decay
+Reference recipe (`sts-b-dir/train.py`, `trainer.py`): MSE loss, Adam lr 1e-4 with coupled weight decay
 1e-5, gradient-norm clip 5, batch 128, model selection on dev (`val`) overall MSE, test of the
 best model; LDS = inverse weights of the gaussian (ks 5, σ 2) smoothed 50-bin histogram (zero
 padding, no clip); FDS over 50 buckets (gaussian ks 5, σ 2, momentum 0.9, start_update 0,
-start_smooth 1, calibration clip [0.5, 2], STS-B's aliasing of the last-epoch statistics Q6 and
+start_smooth 1, calibration clip [0.5, 2], STS-B's aliasing of the last-epoch statistics (docs/deviations.md row 16) and
 its empty-bucket fill-in).
 
 Label scale: we regress the 0–5 score (the reference regresses score/5): the MSE is 25× the

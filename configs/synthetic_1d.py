@@ -13,7 +13,7 @@ comparison.json and predictions.png):
 
   python -m dirjax.main --config=configs/synthetic_1d.py --workdir=/tmp/dirjax_synth1d
 
-Reference test MSE of the LAST model (spec balanced_mse_reference.md §5.3, seed 0): MSE 4.71,
+Reference test MSE of the LAST model (unmodified upstream `main_1d.py`, seed 0; docs/reproduction.md): MSE 4.71,
 Reweight 1.86, GAI 0.017, BMC 0.0004, GAI-learnable 0.085, BMC-learnable 0.086.
 One variant: `--config=configs/synthetic_1d.py:smoke` is the one-step version used by the tests.
 """
@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
     "init_noise_sigma": 1.0,  # the true label noise
     "fix_noise_sigma": True,
     "sigma_lr": 1e-3,  # the reference puts σ in a group with the model's LR ...
-    "sigma_schedule": "main",  # ... that the cosine schedule anneals too (Q23)
+    "sigma_schedule": "main",  # ... that the cosine schedule anneals too (docs/deviations.md R25)
     "prior": "",  # "gmm" (GAI) / "buckets" (BNI): fitted on the training labels; or a .npz path
     "gmm_components": 1,  # the reference's GMM for the normal training distribution
   })

@@ -10,7 +10,7 @@ Run (several minutes on 2 CPU cores):
 
   python -m dirjax.main --config=configs/synthetic_2d.py --workdir=/tmp/dirjax_synth2d
 
-Reference test MSE of the LAST model (spec balanced_mse_reference.md §5.3, seed 0): MSE 2.46,
+Reference test MSE of the LAST model (unmodified upstream `main_2d.py`, seed 0; docs/reproduction.md): MSE 2.46,
 Reweight 0.87, GAI 0.069, BMC 0.015, GAI-learnable 0.19, BMC-learnable 0.085.
 `configs/synthetic_2d.py:smoke` is the one-step version used by the tests.
 """

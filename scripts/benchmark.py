@@ -1,4 +1,4 @@
-"""Training-step throughput of dirjax on an accelerator (GitHub issue #9).
+"""Training-step throughput of dirjax on an accelerator (results: docs/benchmarks.md).
 
 Times the trainer's own jitted functions (`dirjax.train.Experiment`: `train_step`, `fds_step`,
 `fds_update`) for the IMDB-WIKI-DIR recipes of `configs/age_common.py` (ResNet-50, 224², global

@@ -1,4 +1,4 @@
-"""PyTorch baselines of dirjax's training step (GitHub issue #9), written for this project.
+"""PyTorch baselines of dirjax's training step (results: docs/benchmarks.md), written for this project.
 
 The same step as `scripts/benchmark.py` (ResNet-50, 224², global batch 256, generated images
 already on the device, Adam, one optimizer step per batch; sizes, labels, methods and the report

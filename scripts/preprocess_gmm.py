@@ -5,11 +5,11 @@
   python -m scripts.preprocess_gmm --dataset=nyud2_dir --K=16 --out=gmm_nyud2.npz
 
 GAI (`--prior=gmm`): sklearn GaussianMixture(K, random_state=0) on the train ages of the split
-CSV (balanced_mse_reference.md §2.1; the reference decodes every image just to read the labels),
-or for NYUD2-DIR on labels synthesised from `TRAIN_BUCKET_NUM` (§2.2: buckets 0–6 take bucket 7's
-count, centre 0.05 + 0.1·i repeated count // 1e6 times → 3,644 labels). BNI (`--prior=buckets`):
-the integer-age histogram over 0..max_target−1 (§2.3, max_target 200), or for NYUD2 the 100
-buckets of `TRAIN_BUCKET_NUM` (§2.4). Use the file with `--config.loss.prior=<out>`.
+CSV (BalancedMSE `imdb-wiki-dir/preprocess_gmm.py` decodes every image just to read the labels),
+or for NYUD2-DIR on labels synthesised from `TRAIN_BUCKET_NUM` (`nyud2-dir/preprocess_gmm.py`: buckets
+0–6 take bucket 7's count, centre 0.05 + 0.1·i repeated count // 1e6 times → 3,644 labels). BNI
+(`--prior=buckets`): the integer-age histogram over 0..max_target−1 (`imdb-wiki-dir/datasets.py`,
+max_target 200), or for NYUD2 the 100 buckets of `TRAIN_BUCKET_NUM` (`nyud2-dir/loaddata.py`). Use the file with `--config.loss.prior=<out>`.
 """
 
 import argparse
