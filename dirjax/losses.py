@@ -267,8 +267,8 @@ def bmc_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
   raises ValueError; a mask leaving fewer than 2 valid rows gives 0, the reference's value for
   B = 1 (the only class is the positive).
 
-  `num_negatives=S` (down-sampled BMC, upstream BalancedMSE issue #5, not in the reference code): each row
-  is classified among its own target and S negatives, the first S valid targets of the batch
+  `num_negatives=S` (down-sampled BMC, upstream BalancedMSE issue #5, not in the reference code):
+  each row is classified among its own target and S negatives, the first S valid targets of the batch
   other than its own, so the cost is O(B·S·d) instead of O(B²·d). S = (valid rows − 1)
   reproduces the full loss; the author's `num_sample=n` snippet corresponds to S = n − 1.
   """
