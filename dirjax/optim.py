@@ -19,7 +19,7 @@ jiawei-ren/BalancedMSE; the σ group of ``synthetic_benchmark/main_1d.py``):
 Gradient clipping (``grad_clip_norm``, STS-B 5.0) applies to the global norm of the main group's
 gradients, i.e. of the parameters the reference passes to ``clip_grad_norm_``.
 Parameters are labelled by *path* because ``nnx.Optimizer`` calls ``tx.init`` on an ``nnx.State``
-and ``tx.update`` on pure dicts (landscape.md D.2). Frozen parameters keep no optimizer state.
+and ``tx.update`` on pure dicts (flax's `nnx.Optimizer.update`). Frozen parameters keep no optimizer state.
 """
 
 from __future__ import annotations

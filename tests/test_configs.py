@@ -91,7 +91,7 @@ def test_images_config_one_step_all_variants(tmp_path):
 @pytest.mark.slow
 def test_synthetic_1d_benchmark_balanced_mse_wins(tmp_path):
   """The README command: every Balanced-MSE variant beats MSE and Reweight by a wide margin
-  (reference test MSE, spec §5.3: MSE ≈ 4.7–5.2, Reweight ≈ 1.1–1.9, GAI/BMC ≈ 0.0004–0.28)."""
+  (reference test MSE, docs/reproduction.md: MSE ≈ 4.7–5.2, Reweight ≈ 1.1–1.9, GAI/BMC ≈ 0.0004–0.28)."""
   config = _load(os.path.join(CONFIG_DIR, "synthetic_1d.py")).get_config()
   config.mesh.shape = (1,)  # one device: no per-step sync needed
   config.lock()

@@ -28,7 +28,7 @@ def _config(data_dir, min_depth=0.0, color=True):
 def test_train_bucket_num_matches_spec():
   counts = np.asarray(nyud2.TRAIN_BUCKET_NUM)
   assert counts.shape == (100,)
-  assert counts.sum() == 50688 * 228 * 304 == 3_513_286_656  # spec §4.6: full crops of all images
+  assert counts.sum() == 50688 * 228 * 304 == 3_513_286_656  # `TRAIN_BUCKET_NUM`: full crops, all images
   assert np.all(counts[:7] == 0)
   assert counts.argmax() == 21 and counts.max() == 146_133_612
   assert counts[counts > 0].min() == 1_132_666 == counts[99]
@@ -42,7 +42,7 @@ def test_train_bucket_num_matches_spec():
 ])
 def test_bucket_weight_table_matches_spec(reweight, lds, expected):
   table = nyud2.bucket_weight_table(reweight, lds)
-  for bucket, value in expected.items():  # spec §1.3 values (4 significant digits)
+  for bucket, value in expected.items():  # reference `nyud2-dir/loaddata.py` weights (4 significant digits)
     assert table[bucket] == pytest.approx(value, rel=5e-4)
   assert np.all(table[:7] == table[7])
 
@@ -53,7 +53,7 @@ def test_bucket_weight_table_none():
 
 def test_synthetic_train_labels_gmm_count_and_histogram():
   labels = nyud2.synthetic_train_labels()
-  assert labels.size == 3644  # balanced_mse spec §2.2
+  assert labels.size == 3644  # what BalancedMSE `nyud2-dir/preprocess_gmm.py` builds
   counts = np.asarray(nyud2.TRAIN_BUCKET_NUM, np.int64)
   counts[:7] = counts[7]
   hist = np.bincount(nyud2.BINNING.index(labels), minlength=100)
@@ -243,7 +243,7 @@ def test_evaluate_constant_prediction(data_dir):
   assert result["all"]["count"] == mask.sum()
   assert result["all"]["rmse"] == pytest.approx(np.sqrt(np.mean((4.0 - depths) ** 2)), rel=1e-6)
   assert result["all"]["abs_rel"] == pytest.approx(np.mean(np.abs(4.0 - depths) / depths), rel=1e-6)
-  buckets = np.minimum((depths.astype(np.float32) * np.float32(10)).astype(int), 99)  # float32, Q21
+  buckets = np.minimum((depths.astype(np.float32) * np.float32(10)).astype(int), 99)  # float32, docs/deviations.md R16
   few = np.isin(buckets, [57, 59, 62, *range(64, 100)])
   assert result["few"]["count"] == few.sum() == 39 * mask.sum() // 93  # 39 few buckets, m pixels each
   with pytest.raises(ValueError, match="114, 152"):
@@ -257,7 +257,7 @@ def test_evaluate_constant_prediction(data_dir):
 
 def test_trainer_tables_come_from_the_reference_pixel_counts(data_dir):
   """configs/nyud2_{lds,bni}: the trainer's LDS weight table and BNI prior are the reference's exact
-  ones (DIR spec §1.3 weights, balanced_mse spec §2.4 prior values), not a histogram of labels."""
+  ones (DIR `nyud2-dir/loaddata.py` weights, BalancedMSE `get_bucket_info` prior values), not a histogram of labels."""
   from configs import nyud2_common
   from dirjax import train
 

@@ -1,4 +1,4 @@
-"""STS-B-DIR data: TSV reading, bins (float32, Q21), shots, tokenisation, vocabulary, caches."""
+"""STS-B-DIR data: TSV reading, bins (float32, docs/deviations.md R16), shots, tokenisation, vocabulary, caches."""
 
 import importlib.util
 import json
@@ -13,7 +13,7 @@ from dirjax.data import stsb
 from dirjax.models import text
 
 HEADER = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
-# Train 50-bin counts of train_new.tsv (dir_reference.md §3.2).
+# Train 50-bin counts of train_new.tsv (`sts-b-dir/glue_data/STS-B/train_new.tsv` of the reference).
 TRAIN_BIN_COUNTS = [428, 4, 96, 2, 98, 9, 86, 14, 97, 1, 203, 1, 139, 7, 117, 22, 111, 17, 118, 1, 186, 3, 192,
                     7, 111, 27, 150, 35, 143, 1, 357, 6, 332, 22, 239, 55, 209, 71, 257, 5, 352, 3, 229, 4, 126,
                     20, 115, 25, 133, 263]

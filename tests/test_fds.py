@@ -1,4 +1,5 @@
-"""FDS against a plain-numpy re-implementation of the reference (spec §1.4), written here."""
+"""FDS against a plain-numpy re-implementation of the reference
+(`agedb-dir/fds.py`, `nyud2-dir/models/fds.py`), written here."""
 
 import csv
 import os
@@ -57,7 +58,7 @@ def ref_calibrate(x, m1, v1, m2, v2, cmin, cmax, rule):
 
 
 class RefFDS:
-  """The reference module's buffers and methods; `alias` reproduces the tensor aliasing (Q6) by
+  """The reference module's buffers and methods; `alias` reproduces the tensor aliasing (docs/deviations.md row 16) by
   literally sharing the numpy array, snapshot semantics copy it."""
 
   def __init__(self, dim, bucket_num, bucket_start, start_update, start_smooth, window, momentum,
@@ -156,7 +157,7 @@ def make_epoch(rng, labels, dim=6, zero_dim_labels=(5,)):
 
 # bucket_num=10, bucket_start=2: buckets 2..9 (B = 8). Labels 0, 1 are below and 10, 11 above.
 # Epoch label multisets: bucket 6 always empty, bucket 7 a single sample, edge labels 2 / 9
-# present in some epochs and absent in others (presence pooling, Q8).
+# present in some epochs and absent in others (presence pooling, docs/deviations.md R6).
 AGE_EPOCH_LABELS = [
     [0, 1, 2, 2, 3, 3, 3, 4, 4, 5, 5, 5, 7, 8, 8, 9, 9, 10, 11, 11],
     [1, 1, 3, 3, 3, 4, 4, 4, 5, 5, 5, 7, 8, 8, 8, 9, 10, 10],  # no 2: labels 1 ignored (presence)
@@ -263,7 +264,7 @@ def test_stsb_fill_empty_matches_reference():
 
 @pytest.mark.parametrize("alias", [False, True])
 def test_timeline_table(alias):
-  """Spec §1.4 timeline (start_update=0, start_smooth=1, m=0.9) as closed forms."""
+  """The reference's epoch timeline (start_update=0, start_smooth=1, m=0.9) as closed forms."""
   rng = np.random.default_rng(1)
   labels = np.repeat(np.arange(4), 5).astype(np.float32)
   k = labels.astype(int)
@@ -365,7 +366,7 @@ def test_bucketize_stsb_train_labels(shared_data_dir):
   ref = np.array([49 if s == 5. else np.where(edges > s)[0][0] - 1 for s in scores])
   got = np.asarray(bucketize(scores, 50, 0, "floor10"))
   np.testing.assert_array_equal(got, ref)
-  assert len(np.unique(got)) == 50  # spec: all 50 STS-B-DIR train bins are non-empty
+  assert len(np.unique(got)) == 50  # `train_new.tsv`: all 50 STS-B-DIR train bins are non-empty
 
 
 def test_smooth_statistics_reflect_padding():
@@ -549,7 +550,7 @@ def test_epoch_is_traced_no_recompile(tiny_model):
 
 
 def test_call_mask_and_batch_presence_pooling():
-  """Masked rows stay unchanged and do not count as present edge labels (Q8 in a batch)."""
+  """Masked rows stay unchanged and do not count as present edge labels (presence pooling, R6, in a batch)."""
   f = FDS(2, bucket_num=5, bucket_start=1, ks=3, sigma=1., edge_pooling="presence")
   f.running_mean_last_epoch[...] = jnp.ones((4, 2))
   f.running_var_last_epoch[...] = jnp.full((4, 2), 4.)

@@ -22,7 +22,7 @@ bni = jax.jit(losses.bni_loss)
 
 
 # ----------------------------------------------------------------------------------------------
-# numpy oracles, from the formulas in dir_reference.md §1.2 and balanced_mse_reference.md §1.
+# numpy oracles, from the formulas of DIR `agedb-dir/loss.py` and BalancedMSE `balanaced_mse.py`.
 
 def np_elementwise(name, p, y, **hyper):
   e = p - y
@@ -64,7 +64,7 @@ def np_bmc(p, y, v, scale=None):
 
 
 def np_gai_1d(p, y, v, mu, tau2, pi, scale=None):
-  """1-D GAI exactly as balanced_mse_reference.md §1.2 writes it."""
+  """1-D GAI exactly as `gai_loss` in BalancedMSE `imdb-wiki-dir/balanaced_mse.py` writes it."""
   p, y = p[:, 0].astype(np.float64), y[:, 0].astype(np.float64)
   scale = 2 * v if scale is None else scale
   mse = (p - y) ** 2 / (2 * v) + 0.5 * np.log(v)

@@ -1,4 +1,4 @@
-"""Shot, balanced, STS-B and NYUD2 metrics against loop re-derivations, scipy and the spec."""
+"""Shot, balanced, STS-B and NYUD2 metrics against loop re-derivations, scipy and the reference's shot lists."""
 
 import math
 
@@ -50,7 +50,7 @@ def test_shot_metrics_agedb_split_and_values(shared_data_dir):
   rng = np.random.default_rng(0)
   preds = (test + rng.normal(0, 8, test.size)).astype(np.float32)
   result = metrics.shot_metrics(preds, test, splits["train"])
-  # DIR spec §2.6: 51 many ages (1,530 samples), 16 medium (448), 25 few (162).
+  # upstream `data/agedb.csv`: 51 many ages (1,530 samples), 16 medium (448), 25 few (162).
   assert (result["many"]["count"], result["medium"]["count"], result["few"]["count"]) == (1530, 448, 162)
   assert result["all"]["count"] == 2140
   oracle = reference_shot_metrics(preds.astype(np.float64), test.astype(np.float64), splits["train"])
@@ -173,7 +173,7 @@ def test_stsb_shot_lists_partition_bins_and_match_train_counts(shared_data_dir):
   assert together == list(range(50))
   assert len(lists["many"]) == 22 and len(lists["medium"]) == 7 and len(lists["few"]) == 21
   counts = np.histogram(read_stsb_scores(shared_data_dir, "train_new.tsv"), bins=50, range=(0.0, 5.0))[0]
-  # DIR spec §3.6: consistent with many > 100, medium 35-98, few <= 27 on train_new.
+  # `STSShotAverage` lists of `sts-b-dir/util.py`: consistent with many > 100, medium 35-98, few <= 27 on train_new.
   assert counts[list(lists["many"])].min() > 100
   assert 35 <= counts[list(lists["medium"])].min() and counts[list(lists["medium"])].max() <= 98
   assert counts[list(lists["few"])].max() <= 27
@@ -225,7 +225,7 @@ def test_nyud2_shot_lists_partition_and_match_bucket_counts():
   lists = metrics.NYUD2_SHOTS
   assert sorted(b for shot in lists.values() for b in shot) == list(range(100))
   assert (len(lists["many"]), len(lists["medium"]), len(lists["few"]) - 7) == (39, 15, 39)
-  # DIR spec §4.5: thresholds on the pixel counts separate the lists (buckets 7..99): many
+  # `Evaluator` lists of `nyud2-dir/util.py`: thresholds on the pixel counts separate the lists (buckets 7..99): many
   # >= 28.3 M, medium 11.5-25.8 M, few <= 9.7 M (rounded to 0.1 M).
   many = TRAIN_BUCKET_NUM[list(lists["many"])]
   medium = TRAIN_BUCKET_NUM[list(lists["medium"])]

@@ -130,7 +130,7 @@ def test_fds_hook_only_in_training_and_features_stay_raw():
   expected = 2.0 * feats @ model.head.kernel[...] + model.head.bias[...]
   np.testing.assert_allclose(pred, expected, rtol=1e-6)
   _, feats_no_fds = MLP(3, hidden=(5,), rngs=nnx.Rngs(0))(x)
-  np.testing.assert_array_equal(feats, feats_no_fds)  # raw, not calibrated (Q7)
+  np.testing.assert_array_equal(feats, feats_no_fds)  # raw, not calibrated (docs/deviations.md row 17)
   model.eval()
   assert fds.deterministic  # model.eval() reaches the attached FDS too
   pred_eval, _ = model(x, y, jnp.int32(2))

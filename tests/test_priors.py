@@ -1,4 +1,4 @@
-"""GMM and bucket priors against sklearn, scipy re-derivations and the BalancedMSE spec numbers."""
+"""GMM and bucket priors against sklearn, scipy re-derivations and values of the BalancedMSE code."""
 
 import os
 
@@ -44,7 +44,7 @@ def test_fit_gmm_multidimensional_and_sklearn_kwargs():
 
 
 def test_fit_gmm_nyud2_reference_values():
-  # BalancedMSE spec §2.2: buckets 0-6 take bucket 7's count, centre 0.05 + 0.1 i repeated
+  # BalancedMSE `nyud2-dir/preprocess_gmm.py`: buckets 0-6 take bucket 7's count, centre 0.05 + 0.1 i repeated
   # count // 1e6 times (3,644 labels), K = 16, random_state 0; components sorted by mean.
   counts = TRAIN_BUCKET_NUM.copy()
   counts[:7] = counts[7]
@@ -114,12 +114,12 @@ def test_bucket_prior_agedb_matches_reference(shared_data_dir, lds, kernel, ks, 
   np.testing.assert_array_equal(prior.centers, centers)
   np.testing.assert_allclose(prior.weights, weights, rtol=1e-6)
   if not lds:
-    assert prior.centers.size == 100 and 2 not in prior.centers  # spec §2.6: age 2 is empty
+    assert prior.centers.size == 100 and 2 not in prior.centers  # `data/agedb.csv`: age 2 is empty
   assert prior.weights.sum() == pytest.approx(1.0, rel=1e-6)
 
 
 def test_bucket_prior_truncation_drops_neighbours_of_single_counts():
-  # BalancedMSE spec §2.3: counts [0,0,1,0,0,3,0,0,0] -> [0,0,1,1,1,3,1,0,0] (ks 5, σ 1).
+  # BalancedMSE IMDB-WIKI `get_bucket_info`: counts [0,0,1,0,0,3,0,0,0] -> [0,0,1,1,1,3,1,0,0] (ks 5, σ 1).
   ages = np.array([2, 5, 5, 5], np.float32)
   prior = priors.bucket_prior(ages, weighting.Binning(9), lds=True, lds_ks=5, lds_sigma=1.0)
   np.testing.assert_array_equal(prior.centers, [2, 3, 4, 5, 6])
@@ -154,7 +154,7 @@ def test_bucket_prior_joint_binning_centers():
 
 def test_bucket_prior_from_counts_nyud2_spec_values():
   prior = priors.bucket_prior_from_counts(NYUD2_CENTERS, TRAIN_BUCKET_NUM, bucket_start=7)
-  # BalancedMSE spec §2.4: buckets 0-7 0.006997, 8 0.006695, 9 0.014434, max 0.039557 at 21,
+  # BalancedMSE NYUD2 `get_bucket_info`: buckets 0-7 0.006997, 8 0.006695, 9 0.014434, max 0.039557 at 21,
   # min 3.07e-4 at 99, normalising sum 3,694,227,493.
   np.testing.assert_allclose(prior.weights[:8], 0.006997, atol=5e-7)
   assert prior.weights[8] == pytest.approx(0.006695, abs=1e-6)

@@ -140,7 +140,7 @@ def test_preprocess_gmm_nyud2_matches_reference_fit(tmp_path):
   assert preprocess_gmm.main(["--dataset=nyud2_dir", "--K=16", f"--out={out}"]) == 0
   prior = priors.load_prior(out, expected_kind="gmm")
   order = np.argsort(prior.means[:, 0])
-  # §2.2 table (sklearn 1.9.1, components sorted by mean).
+  # GMM of the fixed BalancedMSE `nyud2-dir/preprocess_gmm.py` (sklearn 1.9.1, components sorted by mean).
   means = [0.2509, 0.6731, 1.0399, 1.4022, 1.8626, 2.2710, 2.6706, 3.0743, 3.5009, 3.9051, 4.3223, 4.8696,
            5.4758, 6.3057, 7.4174, 9.0686]
   variances = [0.02344, 0.02205, 0.01183, 0.02535, 0.04068, 0.02658, 0.02376, 0.02549, 0.02354, 0.02614,

@@ -1,6 +1,6 @@
 """Data parallelism on 4 fake CPU devices: the sharded step equals the single-device step, and the
-Balanced-MSE loss sees the global batch. Every step is blocked (XLA:CPU collective deadlock,
-environment.md §4)."""
+Balanced-MSE loss sees the global batch. Every step is blocked (XLA:CPU collectives can
+deadlock, see `sharding.needs_step_sync`)."""
 
 import os
 import sys

@@ -1,4 +1,4 @@
-"""The generated benchmarks follow their definitions (spec balanced_mse_reference.md §5)."""
+"""The generated benchmarks follow their definitions (BalancedMSE `synthetic_benchmark/main_1d.py`, `main_2d.py`)."""
 
 import os
 import sys

@@ -1,4 +1,4 @@
-"""Kernel windows, binning, INV/SQINV/LDS tables and DenseWeight against scipy and the spec."""
+"""Kernel windows, binning, INV/SQINV/LDS tables and DenseWeight against scipy and the reference's values."""
 
 import os
 
@@ -48,7 +48,7 @@ def test_gaussian_window_is_scipy_filtered_delta(ks, sigma):
   delta = np.zeros(ks)
   delta[ks // 2] = 1.0
   filtered = ndimage.gaussian_filter1d(delta, sigma=sigma)
-  # Bit-exact: integer truncation after LDS (Q4) must flip at the reference's values.
+  # Bit-exact: integer truncation after LDS (docs/deviations.md R4) must flip at the reference's values.
   np.testing.assert_array_equal(weighting.kernel_window("gaussian", ks, sigma), filtered / filtered.max())
   np.testing.assert_array_equal(weighting.kernel_window("gaussian", ks, sigma, normalize="sum"),
                                 filtered / filtered.sum())
@@ -71,7 +71,7 @@ def test_laplace_window_closed_form(ks, sigma):
                              rtol=1e-12)
 
 
-# DIR spec §1.1 reference table (half windows; the windows are symmetric).
+# Windows of DIR `get_lds_kernel_window` (`agedb-dir/utils.py`) (half windows; the windows are symmetric).
 SPEC_WINDOWS = [
     ("gaussian", 5, 2, [0.858285, 0.945828, 1], [0.186251, 0.205248, 0.217003]),
     ("gaussian", 5, 1, [0.146444, 0.606866, 1], [0.058423, 0.242105, 0.398944]),
@@ -96,7 +96,7 @@ def test_windows_match_spec_table(kernel, ks, sigma, lds_half, fds_half):
 
 
 def test_wide_gaussian_window_is_flat_not_sampled():
-  # Spec §1.1: for (3, σ=5) the reflected filter is [1, 0.99995, 1]; the centre is not the max.
+  # `get_lds_kernel_window`: for (3, σ=5) the reflected filter is [1, 0.99995, 1]; the centre is not the max.
   window = weighting.kernel_window("gaussian", 3, 5.0)
   np.testing.assert_allclose(window, [1.0, 0.99995, 1.0], atol=5e-6)
 
@@ -136,7 +136,7 @@ def test_binning_stsb_matches_float32_histogram_edges(shared_data_dir):
 
 
 def test_binning_float32_floor_q21():
-  # Q21: float32(1.4) = 1.39999998; in float64 floor(10·y) = 13, the reference histogram says 14.
+  # docs/deviations.md R16: float32(1.4) = 1.39999998; in float64 floor(10·y) = 13, the reference histogram says 14.
   labels = np.array([1.4, 1.8, 2.6, 2.8, 3.1, 3.6, 3.8, 4.2, 4.6, 5.0], np.float32)
   np.testing.assert_array_equal(weighting.Binning(50, 0.0, 0.1).index(labels), [14, 18, 26, 28, 31, 36, 38, 42, 46, 49])
   assert int(np.floor(np.float64(labels[0]) * 10)) == 13
@@ -212,7 +212,7 @@ def test_lds_smooth_matches_scipy_convolve1d(mode, kernel, ks, sigma):
 
 
 def test_lds_integer_truncation_example_from_spec():
-  # BalancedMSE spec §2.3: ks 5, σ 1 window turns [0,0,1,0,0,3,0,0,0] into [0,0,1,1,1,3,1,0,0].
+  # BalancedMSE IMDB-WIKI `get_bucket_info`: ks 5, σ 1 window turns [0,0,1,0,0,3,0,0,0] into [0,0,1,1,1,3,1,0,0].
   counts = np.array([0, 0, 1, 0, 0, 3, 0, 0, 0])
   np.testing.assert_array_equal(weighting.lds_smooth(counts, "gaussian", 5, 1.0), [0, 0, 1, 1, 1, 3, 1, 0, 0])
   np.testing.assert_allclose(weighting.lds_smooth(counts, "gaussian", 5, 1.0, faithful=False),
@@ -312,7 +312,7 @@ def test_stsb_weights_match_spec_numbers(shared_data_dir):
   counts = np.histogram(scores, bins=50, range=(0.0, 5.0))[0]
   bins = binning.index(scores)
   window = scipy_lds_window("gaussian", 5, 2.0)
-  cases = [  # (reweight, lds, v_b oracle, s, w_min, w_max) from DIR spec §1.3
+  cases = [  # (reweight, lds, v_b oracle, s, w_min, w_max) from DIR `agedb-dir/datasets.py` `_prepare_weights`
       ("inverse", True, ndimage.convolve1d(counts, window, mode="constant"), 503.698, 0.579, 2.583),
       ("sqrt_inv", True, ndimage.convolve1d(np.sqrt(counts), window, mode="constant"), 40.544, 0.718, 1.666),
       ("inverse", False, counts, 104.98, 0.245, 104.98),
@@ -327,7 +327,7 @@ def test_stsb_weights_match_spec_numbers(shared_data_dir):
     assert weights.mean() == pytest.approx(1.0, rel=1e-6)
 
 
-# DIR spec §1.3 NYUD2 bucket weights (bucket_start 7, gaussian ks 5 σ 2, reflect padding).
+# DIR `nyud2-dir/loaddata.py` NYUD2 bucket weights (bucket_start 7, gaussian ks 5 σ 2, reflect padding).
 NYUD2_CASES = [
     ("inverse", False, 3.7777e7, {0: 1.4615, 7: 1.4615, 21: 0.2585, 50: 1.7424, 99: 33.35}),
     ("inverse", True, 1.7531e8, {7: 1.2461, 21: 0.3042, 50: 1.6599, 99: 18.74}),
