@@ -92,7 +92,7 @@ def validate_targets(target: ArrayLike, name: str = "target") -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Weighted regression losses (`agedb-dir/loss.py` of YyzHarry/imbalanced-regression).
+# Weighted regression losses (`imdb-wiki-dir/loss.py` of YyzHarry/imbalanced-regression).
 
 
 def _weighted_mean(elementwise: Callable[[Array, Array], Array], pred: ArrayLike,

@@ -1,7 +1,7 @@
 """Optimizer builder: epoch-based LR schedules, the Balanced-MSE σ parameter group, freezing.
 
-Reference behaviour (``adjust_learning_rate`` in the ``train.py`` of YyzHarry/imbalanced-regression and
-jiawei-ren/BalancedMSE; the σ group of ``synthetic_benchmark/main_1d.py``):
+Reference behaviour (``adjust_learning_rate`` in ``utils.py`` / ``nyud2-dir/train.py`` of YyzHarry/imbalanced-regression
+and jiawei-ren/BalancedMSE; the σ group of ``synthetic_benchmark/main_1d.py``):
 
 * The LR is set at the start of each epoch: ``multistep`` gives ``lr·decay^(#milestones ≤ epoch)``,
   ``cosine`` is PyTorch's ``CosineAnnealingLR(T_max=num_epochs)`` stepped once per epoch,

@@ -321,7 +321,7 @@ class Experiment:
   def _sample_weights(self, batch: dict[str, jax.Array]) -> jax.Array | None:
     method = self.config.reweight.method
     if method == "true_inverse":
-      # Balanced-MSE synthetic `ReweightL2` (`main_1d.py`, docs/deviations.md R23): w_i = 1/p(y_i)
+      # Balanced-MSE synthetic `ReweightL2` (`synthetic_benchmark/loss.py`, deviations R23): w_i = 1/p(y_i)
       # normalised to sum 1 over the batch, loss Σ_i w_i ‖p_i − y_i‖². Our `mse` averages over n·d elements,
       # hence the factor n·d.
       valid = batch["valid"]

@@ -6,7 +6,8 @@ Reads `<data_dir>/imdb_crop/imdb.mat` and `<data_dir>/wiki_crop/wiki.mat` (ETH Z
 face crops), keeps faces with face_score >= --min_score, no second face and 0 <= age <= 200, then
 makes the balanced val/test split of the reference `make_balanced_testset` (per age 0..120:
 min(n // 3, --max_size) val and as many test faces, Python `random` seeded with --seed).
-(`data/create_imdb_wiki.py` of YyzHarry/imbalanced-regression; the same split rule with --max_size=30 made AgeDB-DIR.)
+(`imdb-wiki-dir/data/preprocess_imdb_wiki.py` of YyzHarry/imbalanced-regression; the same split rule with
+--max_size=30 made AgeDB-DIR.)
 """
 
 import argparse

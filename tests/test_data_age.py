@@ -12,7 +12,7 @@ from dirjax import data as data_registry
 from dirjax.data import age, images
 from tests import fixtures_age
 
-# upstream `data/agedb.csv`: AgeDB-DIR train counts for ages 0..101.
+# upstream `agedb-dir/data/agedb.csv`: AgeDB-DIR train counts for ages 0..101.
 AGEDB_TRAIN_COUNTS = [
   0, 1, 0, 4, 2, 2, 4, 5, 4, 2, 5, 8, 6, 8, 9, 15, 18, 28, 60, 50, 101, 103, 123, 152, 199, 224,
   215, 244, 287, 253, 325, 256, 318, 278, 302, 353, 287, 310, 322, 261, 326, 260, 296, 265, 221, 282,

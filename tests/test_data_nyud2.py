@@ -42,7 +42,7 @@ def test_train_bucket_num_matches_spec():
 ])
 def test_bucket_weight_table_matches_spec(reweight, lds, expected):
   table = nyud2.bucket_weight_table(reweight, lds)
-  for bucket, value in expected.items():  # reference `nyud2-dir/loaddata.py` weights (4 significant digits)
+  for bucket, value in expected.items():  # DIR `nyud2-dir/loaddata.py` weights (4 significant digits)
     assert table[bucket] == pytest.approx(value, rel=5e-4)
   assert np.all(table[:7] == table[7])
 

@@ -22,7 +22,7 @@ bni = jax.jit(losses.bni_loss)
 
 
 # ----------------------------------------------------------------------------------------------
-# numpy oracles, from the formulas of DIR `agedb-dir/loss.py` and BalancedMSE `balanaced_mse.py`.
+# numpy oracles, from the formulas of DIR `imdb-wiki-dir/loss.py` and BalancedMSE `balanaced_mse.py`.
 
 def np_elementwise(name, p, y, **hyper):
   e = p - y

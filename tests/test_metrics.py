@@ -50,7 +50,7 @@ def test_shot_metrics_agedb_split_and_values(shared_data_dir):
   rng = np.random.default_rng(0)
   preds = (test + rng.normal(0, 8, test.size)).astype(np.float32)
   result = metrics.shot_metrics(preds, test, splits["train"])
-  # upstream `data/agedb.csv`: 51 many ages (1,530 samples), 16 medium (448), 25 few (162).
+  # upstream `agedb-dir/data/agedb.csv`: 51 many ages (1,530 samples), 16 medium (448), 25 few (162).
   assert (result["many"]["count"], result["medium"]["count"], result["few"]["count"]) == (1530, 448, 162)
   assert result["all"]["count"] == 2140
   oracle = reference_shot_metrics(preds.astype(np.float64), test.astype(np.float64), splits["train"])

@@ -114,7 +114,7 @@ def test_bucket_prior_agedb_matches_reference(shared_data_dir, lds, kernel, ks, 
   np.testing.assert_array_equal(prior.centers, centers)
   np.testing.assert_allclose(prior.weights, weights, rtol=1e-6)
   if not lds:
-    assert prior.centers.size == 100 and 2 not in prior.centers  # `data/agedb.csv`: age 2 is empty
+    assert prior.centers.size == 100 and 2 not in prior.centers  # `agedb.csv`: age 2 is empty
   assert prior.weights.sum() == pytest.approx(1.0, rel=1e-6)
 
 

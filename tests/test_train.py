@@ -109,7 +109,7 @@ def test_loss_explosion_stops_naming_the_step(tmp_path):
 
 
 def test_true_inverse_weights_match_reweight_l2():
-  """`ReweightL2` (`main_1d.py`): Σ_i w_i (p_i − y_i)² with w = (1/p(y)) normalised to sum 1 in the batch."""
+  """`ReweightL2` (`loss.py`): Σ_i w_i (p_i − y_i)² with w = (1/p(y)) normalised to sum 1 in the batch."""
   config = tiny_config(fds={"enabled": False}, loss={"name": "mse"}, reweight={"method": "true_inverse"})
   experiment = train.Experiment(config)
   rng = np.random.default_rng(0)

@@ -1,7 +1,7 @@
 """Age-from-face benchmarks (IMDB-WIKI-DIR, AgeDB-DIR): one implementation, two registry names.
 
-Data = the original split CSV (`age,path,split`, upstream `data/agedb.csv` / `imdb_wiki.csv`) + the user's face images
-under `data_dir` (paths in the CSV are relative to it). Elements are
+Data = the original split CSV (`age,path,split`, upstream `agedb-dir/data/agedb.csv` / `imdb_wiki.csv`) + the
+user's face images under `data_dir` (paths in the CSV are relative to it). Elements are
 `{"inputs": float32 [S, S, 3] in [−1, 1], "targets": float32 [1]}` (pipeline in `images.py`).
 
 Why a plain grain random-access source over the original files rather than a TFDS array_record
@@ -212,7 +212,7 @@ def get_data(config: Any, *, seed: int, benchmark: AgeBenchmark) -> DataBundle:
 
 
 def balanced_split(ages: np.ndarray, paths: list[str], max_size: int, seed: int = 666) -> np.ndarray:
-  """`make_balanced_testset` of the reference (`data/utils.py`) → split name per row.
+  """`make_balanced_testset` of the reference (`data/preprocess_agedb.py`) → split name per row.
 
   Ages are truncated to int; Python's `random` is seeded once with `seed`, then for each age
   0..120 in turn that age's paths (in file order) are shuffled with `random.shuffle`,

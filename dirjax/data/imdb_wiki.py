@@ -2,7 +2,7 @@
 
 `imdb_wiki.csv` (absent from the reference snapshot) is rebuilt from the crops' `imdb.mat` /
 `wiki.mat` by `create_table` = the reference `create_imdb_wiki.py` + `make_balanced_testset`
-(`data/create_imdb_wiki.py` and `data/utils.py` of YyzHarry/imbalanced-regression).
+(`imdb-wiki-dir/data/create_imdb_wiki.py` and `preprocess_imdb_wiki.py` of YyzHarry/imbalanced-regression).
 """
 
 import os

@@ -1,6 +1,6 @@
 """ResNet-18 / ResNet-50 regressors trained from scratch, as the DIR reference's ``resnet.py``.
 
-Reference (``agedb-dir/resnet.py``): torchvision-style ResNet (BasicBlock [2,2,2,2] for 18,
+Reference (``imdb-wiki-dir/resnet.py``): torchvision-style ResNet (BasicBlock [2,2,2,2] for 18,
 Bottleneck [3,4,6,3] with the stride on the 3×3 conv and a 1×1 conv + BN downsample for 50), every
 conv ~ N(0, sqrt(2 / (k·k·out_channels))) (He, fan-out), BN γ=1 β=0, global average pool to the
 512/2048-d encoding, and a linear head with PyTorch's default init. Inputs are NHWC.
