@@ -168,7 +168,7 @@ def _center_crop(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _resize_depth_code(code: np.ndarray) -> np.ndarray:
   """Training depth 304×228 → 152×114 with PIL's default filter (BICUBIC on Pillow ≥ 7, what the
-  reference's `nyud2-dir/nyu_transform.py` gets)."""
+  reference's `nyud2-dir/nyu_transform.py` line 130 gets)."""
   return np.asarray(Image.fromarray(code).resize(DEPTH_SIZE[::-1]))
 
 

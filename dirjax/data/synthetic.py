@@ -17,8 +17,8 @@ long-tailed image regression set.
 Training elements of the linear benchmarks also carry `density`, the true density of the training
 label distribution at the element's label: the reference's Reweight baseline (`ReweightL2` in
 `synthetic_benchmark/loss.py`) weights by its inverse (`reweight.method = "true_inverse"` in the
-trainer). Every draw is seeded (the reference seeds nothing); the reference fits the GAI prior on 10,000 fresh draws of N(5, 0.5²),
-we fit it on the training labels (`loss.prior = "gmm"`).
+trainer). Every draw is seeded (the reference seeds nothing); the reference fits the GAI prior on
+10,000 fresh draws of N(5, 0.5²), we fit it on the training labels (`loss.prior = "gmm"`).
 """
 
 from typing import Any
