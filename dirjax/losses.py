@@ -127,6 +127,13 @@ def _focal_factor(abs_err: Array, activate: str, beta: float, gamma: float) -> A
   raise ValueError(f"activate must be one of {FOCAL_ACTIVATIONS}; got {activate!r}")
 
 
+def _focal(base: Callable[[Array], Array], pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None,
+           mask: ArrayLike | None, activate: str, beta: float, gamma: float) -> Array:
+  """Weighted mean of base(e)·a(|e|)^γ: the Focal-R form of the loss `base` (|e| or e²)."""
+  return _weighted_mean(lambda p, y: base(p - y) * _focal_factor(jnp.abs(p - y), activate, beta, gamma),
+                        pred, target, weights, mask)
+
+
 def mse(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
         mask: ArrayLike | None = None) -> Array:
   """Weighted MSE: mean of w·e² (DIR `weighted_mse_loss`)."""
@@ -143,18 +150,14 @@ def focal_l1(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = Non
              mask: ArrayLike | None = None, activate: str = "sigmoid", beta: float = 0.2,
              gamma: float = 1.0) -> Array:
   """Focal-R L1: mean of w·|e|·a(|e|)^γ (DIR `weighted_focal_l1_loss`; STS-B uses β=20)."""
-  return _weighted_mean(
-      lambda p, y: jnp.abs(p - y) * _focal_factor(jnp.abs(p - y), activate, beta, gamma),
-      pred, target, weights, mask)
+  return _focal(jnp.abs, pred, target, weights, mask, activate, beta, gamma)
 
 
 def focal_mse(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
               mask: ArrayLike | None = None, activate: str = "sigmoid", beta: float = 0.2,
               gamma: float = 1.0) -> Array:
   """Focal-R MSE: mean of w·e²·a(|e|)^γ (DIR `weighted_focal_mse_loss`)."""
-  return _weighted_mean(
-      lambda p, y: jnp.square(p - y) * _focal_factor(jnp.abs(p - y), activate, beta, gamma),
-      pred, target, weights, mask)
+  return _focal(jnp.square, pred, target, weights, mask, activate, beta, gamma)
 
 
 def huber(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,

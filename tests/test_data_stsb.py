@@ -189,8 +189,8 @@ def test_load_safetensors(tmp_path):
 def test_minilm_embeddings():
   sents = ["A man is playing a guitar.", "A man plays the guitar.", "The stock market fell sharply today.",
            "A man is playing a guitar while a woman sings loudly in the background of the stage."]
-  emb = text.encode_sentences(sents, batch_size=4)
-  alone = text.encode_sentences(sents[:1], batch_size=4)  # other padding length: masking must hide it
+  emb = minilm.encode_sentences(sents, batch_size=4)
+  alone = minilm.encode_sentences(sents[:1], batch_size=4)  # other padding length: masking must hide it
   np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
   np.testing.assert_allclose(alone[0], emb[0], atol=2e-5)
   assert emb[0] @ emb[1] > 0.8 > 0.3 > emb[0] @ emb[2]

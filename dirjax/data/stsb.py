@@ -99,10 +99,12 @@ def read_splits(data_dir: str) -> dict[str, tuple[list[str], list[str], np.ndarr
 # Penn-Treebank rules in the spirit of nltk's `word_tokenize` (which the reference calls; nltk and
 # its punkt data are not dependencies here). Deviation: no punkt sentence split, so a period that
 # ends an inner sentence stays attached to its word; only the string-final period is split off.
-_TREEBANK = [
+_STARTING_QUOTES = [
   (re.compile(r'^"'), " `` "),
   (re.compile(r"(``)"), r" \1 "),
   (re.compile(r'([ (\[{<])("|\'{2})'), r"\1 `` "),
+]
+_PUNCTUATION = [
   (re.compile(r"([:,])([^\d])"), r" \1 \2"),
   (re.compile(r"([:,])$"), r" \1 "),
   (re.compile(r"\.\.\."), " ... "),
@@ -111,14 +113,19 @@ _TREEBANK = [
   (re.compile(r"[?!]"), r" \g<0> "),
   (re.compile(r"([^'])' "), r"\1 ' "),
   (re.compile(r"[\]\[\(\)\{\}<>]"), r" \g<0> "),
+]
+_BRACKETS_AND_DASHES = [
   (re.compile(r"--"), " -- "),
   (re.compile(r'"'), " '' "),
+]
+_ENDING_QUOTES_AND_CONTRACTIONS = [
   (re.compile(r"(\S)('')"), r"\1 \2 "),
   (re.compile(r"([^' ])('[sS]|'[mM]|'[dD]|') "), r"\1 \2 "),
   (re.compile(r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) "), r"\1 \2 "),
   (re.compile(r"(?i)\b(can)(not|nt)\b"), r"\1 \2"),
   (re.compile(r"(?i)\b(gon|wan|got)(na|ta)\b"), r"\1 \2"),
 ]
+_TREEBANK = _STARTING_QUOTES + _PUNCTUATION + _BRACKETS_AND_DASHES + _ENDING_QUOTES_AND_CONTRACTIONS
 
 
 def word_tokenize(text: str) -> list[str]:
