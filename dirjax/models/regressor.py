@@ -62,7 +62,7 @@ class Regressor(nnx.Module):
   def load_network(self, source: Regressor, fresh: str) -> None:
     """Copies `source`'s network variables (encoder, FDS statistics, head) into this model except
     those whose path matches the regex `fresh`, which keep their new initialisation (RRT re-trains
-    them: `config.train_only`). σ belongs to the objective and is never copied."""
+    them: `config.train_only`; "" copies everything). σ belongs to the objective and is never copied."""
     network = nnx.Not(NoiseSigma)
     mine, theirs = nnx.state(self, network), nnx.state(source, network)
     flat_mine = dict(nnx.to_flat_state(mine))
@@ -70,7 +70,8 @@ class Regressor(nnx.Module):
     if flat_mine.keys() != flat_theirs.keys():
       raise ValueError("init_from: the pretrained network differs from this config's model "
                        f"({len(flat_theirs)} vs {len(flat_mine)} variables); use the same model and FDS settings")
-    copied = {path: var for path, var in flat_theirs.items() if not re.search(fresh, "/".join(map(str, path)))}
+    keep_fresh = lambda path: bool(fresh) and re.search(fresh, "/".join(map(str, path))) is not None
+    copied = {path: var for path, var in flat_theirs.items() if not keep_fresh(path)}
     nnx.update(self, nnx.from_flat_state(copied))
 
 
