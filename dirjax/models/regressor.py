@@ -43,7 +43,7 @@ class Regressor(nnx.Module):
   def __init__(self, encoder: nnx.Module, *, rngs: nnx.Rngs, fds: fds_lib.FDS | None = None,
                init_noise_sigma: float | None = None):
     if not callable(getattr(encoder, "make_head", None)):
-      raise TypeError(f"{type(encoder).__name__} is not an encoder: subclass dirjax.models.Encoder "
+      raise TypeError(f"{type(encoder).__name__} is not an encoder: subclass dirjax.models.base.Encoder "
                       "(features from __call__, `feature_dim`, optional `make_head`)")
     self.encoder = encoder
     self.head = encoder.make_head(rngs=rngs)
