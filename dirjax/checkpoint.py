@@ -9,7 +9,8 @@ the best so far, but keep "latest" and "best" independent and obvious on disk.
 
 Restoring checks the saved tree against the abstract target (structure, shapes, dtypes) first, so a
 checkpoint of another model fails with a ``CheckpointError`` naming the mismatching paths instead of
-a partial or silently reshaped restore. Orbax coordinates multi-process saving itself.
+a partial or silently reshaped restore. Orbax coordinates multi-process saving itself. Typed PRNG
+keys (``nnx.Rngs``, dropout) are stored as their uint32 key data and re-wrapped on restore.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 from typing import Any, Literal
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 
@@ -48,6 +50,30 @@ def _mismatches(saved: Any, target: Any) -> list[str]:
   return problems
 
 
+def _is_key(x: Any) -> bool:
+  return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def raw_keys(state: Any) -> Any:
+  """Typed PRNG keys as their uint32 data: what orbax stores."""
+  return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+
+
+def abstract_raw_keys(abstract_state: Any) -> Any:
+  """`raw_keys` of an abstract state (``jax.ShapeDtypeStruct`` leaves, shardings kept)."""
+  def raw(x):
+    if not _is_key(x):
+      return x
+    shape = jax.eval_shape(jax.random.key_data, x).shape
+    return jax.ShapeDtypeStruct(shape, jnp.uint32, sharding=x.sharding)
+  return jax.tree.map(raw, abstract_state)
+
+
+def typed_keys(state: Any, abstract_state: Any) -> Any:
+  """Inverse of `raw_keys` (keys use the default PRNG implementation, as ``nnx.Rngs``)."""
+  return jax.tree.map(lambda x, a: jax.random.wrap_key_data(x) if _is_key(a) else x, state, abstract_state)
+
+
 class Checkpointer:
   """``save`` / ``restore`` of (state pytree, JSON meta), keeping the latest and the best checkpoint."""
 
@@ -69,7 +95,7 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, meta: dict[str, Any], *, is_best: bool) -> None:
     """Saves asynchronously into ``latest/`` (and ``best/`` when ``is_best``); call ``wait()`` before exit."""
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    args = ocp.args.Composite(state=ocp.args.StandardSave(raw_keys(state)), meta=ocp.args.JsonSave(meta))
     self._managers["latest"].save(step, args=args, force=True)
     if is_best:
       self._managers["best"].save(step, args=args, force=True)
@@ -101,7 +127,7 @@ class Checkpointer:
     if step is None:
       raise CheckpointError(f"no {which} checkpoint found in {manager.directory}")
 
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_raw_keys(abstract_state))
     where = f"checkpoint step {step} in {manager.directory}"
     try:
       saved = manager.item_metadata(step)["state"]
@@ -118,7 +144,7 @@ class Checkpointer:
         state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
     except Exception as e:  # corrupt array or JSON files.
       raise CheckpointError(f"cannot restore {where}: {type(e).__name__}: {e}") from e
-    return restored["state"], restored["meta"]
+    return typed_keys(restored["state"], abstract_state), restored["meta"]
 
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are written."""

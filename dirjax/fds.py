@@ -346,6 +346,14 @@ class FDS(nnx.Module):
     """Empty per-epoch moments for `accumulate`."""
     return BucketSums.zeros(self.bucket_count, self.feature_dim)
 
+  def add_batch(self, sums: BucketSums, features: jax.Array, labels: jax.Array,
+                mask: jax.Array | None = None) -> BucketSums:
+    """`accumulate` of a batch's raw features [..., D] under the buckets of `labels` [..., 1];
+    `mask` is a row mask [B] or per element [..., 1]. No gradient flows into the statistics."""
+    if mask is not None and mask.ndim == features.ndim:
+      mask = mask[..., 0]
+    return accumulate(sums, jax.lax.stop_gradient(features), self.buckets(labels)[..., 0], mask)
+
   def __call__(self, features: jax.Array, labels: jax.Array, epoch: jax.typing.ArrayLike,
                mask: jax.Array | None = None) -> jax.Array:
     """Calibrated features (Eq. 5) when training and epoch ≥ start_smooth, else `features`.
@@ -423,9 +431,21 @@ class FDS(nnx.Module):
       self.running_var_last_epoch[...] = jnp.where(aliased, new_var,
                                                    self.running_var_last_epoch[...])
 
-  @nnx.jit
   def update(self, sums: BucketSums, epoch: jax.typing.ArrayLike) -> None:
     """End of epoch e: `update_last_epoch_stats(e)` then `update_running_stats(sums, e)` (this
-    order, upstream DIR issue #42), one jitted call; `sums` holds epoch e's features."""
+    order, upstream DIR issue #42); `sums` holds epoch e's features. Jit it from the caller (the
+    trainer's `fds_update`)."""
     self.update_last_epoch_stats(epoch)
     self.update_running_stats(sums, epoch)
+
+
+def build(config, feature_dim: int | None, dataset_buckets: dict) -> FDS | None:
+  """The `FDS` layer of `config.fds` (None unless `enabled`): the dataset's bucketing
+  (`DataBundle.fds_buckets`) overridden by the config's non-None values."""
+  if not config.enabled:
+    return None
+  if feature_dim is None:
+    raise ValueError("fds.enabled needs an encoder that declares its `feature_dim`")
+  kwargs = dict(dataset_buckets)
+  kwargs.update({k: v for k, v in config.items() if k != "enabled" and v is not None})
+  return FDS(feature_dim, **kwargs)

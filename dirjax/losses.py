@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dirjax import priors
+
 Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
 LossFn = Callable[..., Array]
@@ -125,6 +127,13 @@ def _focal_factor(abs_err: Array, activate: str, beta: float, gamma: float) -> A
   raise ValueError(f"activate must be one of {FOCAL_ACTIVATIONS}; got {activate!r}")
 
 
+def _focal(base: Callable[[Array], Array], pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None,
+           mask: ArrayLike | None, activate: str, beta: float, gamma: float) -> Array:
+  """Weighted mean of base(e)·a(|e|)^γ: the Focal-R form of the loss `base` (|e| or e²)."""
+  return _weighted_mean(lambda p, y: base(p - y) * _focal_factor(jnp.abs(p - y), activate, beta, gamma),
+                        pred, target, weights, mask)
+
+
 def mse(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
         mask: ArrayLike | None = None) -> Array:
   """Weighted MSE: mean of w·e² (DIR `weighted_mse_loss`)."""
@@ -141,18 +150,14 @@ def focal_l1(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = Non
              mask: ArrayLike | None = None, activate: str = "sigmoid", beta: float = 0.2,
              gamma: float = 1.0) -> Array:
   """Focal-R L1: mean of w·|e|·a(|e|)^γ (DIR `weighted_focal_l1_loss`; STS-B uses β=20)."""
-  return _weighted_mean(
-      lambda p, y: jnp.abs(p - y) * _focal_factor(jnp.abs(p - y), activate, beta, gamma),
-      pred, target, weights, mask)
+  return _focal(jnp.abs, pred, target, weights, mask, activate, beta, gamma)
 
 
 def focal_mse(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
               mask: ArrayLike | None = None, activate: str = "sigmoid", beta: float = 0.2,
               gamma: float = 1.0) -> Array:
   """Focal-R MSE: mean of w·e²·a(|e|)^γ (DIR `weighted_focal_mse_loss`)."""
-  return _weighted_mean(
-      lambda p, y: jnp.square(p - y) * _focal_factor(jnp.abs(p - y), activate, beta, gamma),
-      pred, target, weights, mask)
+  return _focal(jnp.square, pred, target, weights, mask, activate, beta, gamma)
 
 
 def huber(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
@@ -448,3 +453,53 @@ def get_loss(name: str, **kwargs: Any) -> LossFn:
       raise ValueError(f"loss {name!r} takes no noise_var; only {BALANCED_MSE_LOSSES} do")
     return fn(pred, target, weights=weights, mask=mask, **kwargs)
   return regression
+
+
+# ----------------------------------------------------------------------------------------------
+# The main objective term, built from `config.loss` (the only place that reads the loss name).
+
+# The label prior each Balanced-MSE estimator integrates against (`priors.from_config`): GAI a
+# GMM, BNI buckets; BMC needs none.
+PRIOR_KINDS = {"gai": "gmm", "bni": "bucket"}
+
+
+def init_noise_sigma(loss_config: Any) -> float | None:
+  """σ₀ of the learnable noise scale for a Balanced-MSE `loss_config`, None for the others."""
+  name = loss_config.name
+  if name not in _LOSSES:
+    raise ValueError(f"unknown loss.name {name!r}; valid: {REGRESSION_LOSSES + BALANCED_MSE_LOSSES}")
+  if name not in BALANCED_MSE_LOSSES:
+    return None
+  if not loss_config.init_noise_sigma > 0:
+    raise ValueError(f"loss.init_noise_sigma must be > 0, got {loss_config.init_noise_sigma}")
+  return loss_config.init_noise_sigma
+
+
+def build_term(section: Any, config: Any, bundle: Any) -> Callable[[Any], Array]:
+  """The objective term of loss section `section` (`config.loss`): `term(inputs) -> scalar`.
+
+  Regression losses use the per-sample `weights` and the element mask. Balanced-MSE losses use
+  σ² = `inputs.noise_sigma`² and see the whole global batch; on a dense task every (masked-in)
+  pixel is a row of one [N, 1] batch, as the NYUD2 reference flattens the selected pixels of the
+  whole batch. GAI / BNI get the prior of `priors.from_config` bound.
+  """
+  init_noise_sigma(section)  # checks the name and σ₀
+  kwargs = dict(section.kwargs)
+  kind = PRIOR_KINDS.get(section.name)
+  if kind is not None:
+    prior = priors.from_config(kind, section, config, bundle)
+    if kind == "gmm":
+      kwargs.update(gmm_means=prior.means, gmm_covs=prior.covs, gmm_weights=prior.weights)
+    else:
+      kwargs.update(bucket_centers=prior.centers, bucket_weights=prior.weights)
+  loss = get_loss(section.name, **kwargs)
+  if section.name not in BALANCED_MSE_LOSSES:
+    return lambda inputs: loss(inputs.preds, inputs.targets, weights=inputs.weights, mask=inputs.mask)
+
+  def balanced(inputs: Any) -> Array:
+    pred, target, mask = inputs.preds, inputs.targets, inputs.mask
+    rows = mask.reshape(-1) if pred.ndim > 2 else mask
+    return loss(pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1]), mask=rows,
+                noise_var=jnp.square(inputs.noise_sigma))
+
+  return balanced

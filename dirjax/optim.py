@@ -8,13 +8,14 @@ and jiawei-ren/BalancedMSE; the σ group of ``synthetic_benchmark/main_1d.py``):
   ``lr·(1 + cos(π·epoch/num_epochs))/2``. We convert steps to epochs with ``steps_per_epoch``.
 * ``sgd`` and ``adam`` apply weight decay as coupled L2 (``grad + wd·param`` before the update rule),
   as PyTorch's SGD/Adam do; ``adamw`` decouples it.
-* σ (any parameter whose path contains ``noise_sigma``) gets its own group with the same optimizer
+* σ (the parameter at path ``noise_sigma``: ``Regressor.noise_sigma``) gets its own group with the same optimizer
   family and hyper-parameters but ``config.loss.sigma_lr``; its LR is either constant
   (``sigma_schedule="constant"``: IMDB/NYUD2 skip the σ group when adjusting the LR) or scaled by the
   main schedule's factor (``"main"``: the synthetic benchmark's cosine touches every group; docs/deviations.md R25).
   ``fix_noise_sigma`` freezes it.
 * ``config.train_only`` (regex, ``""`` = everything) freezes every other non-σ parameter, e.g. RRT
-  trains only ``"head"``. σ follows its own rules regardless of ``train_only``.
+  trains only ``"head"``; the same regex says what RRT re-initialises
+  (``Regressor.load_network``). σ follows its own rules regardless of ``train_only``.
 
 Gradient clipping (``grad_clip_norm``, STS-B 5.0) applies to the global norm of the main group's
 gradients, i.e. of the parameters the reference passes to ``clip_grad_norm_``.
@@ -37,7 +38,7 @@ from ml_collections import ConfigDict
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "multistep", "cosine")
 SIGMA_SCHEDULES = ("constant", "main")
-SIGMA_PATH = "noise_sigma"
+SIGMA_PATH = "noise_sigma"  # `dirjax.models.regressor.Regressor.noise_sigma`
 
 
 def lr_factor(config: ConfigDict, epoch: jax.Array | int) -> jax.Array:
@@ -100,7 +101,7 @@ def param_labels(config: ConfigDict) -> Callable[[Any], Any]:
   fix_sigma = config.loss.get("fix_noise_sigma", False)
 
   def label(path: str) -> str:
-    if SIGMA_PATH in path:
+    if path == SIGMA_PATH:
       return "frozen" if fix_sigma else "sigma"
     if train_only and not re.search(train_only, path):
       return "frozen"

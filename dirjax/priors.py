@@ -27,7 +27,7 @@ def _float32(name: str, value, ndim: int) -> np.ndarray:
   return array
 
 
-def _check_mixture_weights(weights: np.ndarray, num: int, what: str) -> None:
+def _check_normalised(weights: np.ndarray, num: int, what: str) -> None:
   if weights.shape != (num,):
     raise ValueError(f"{what} weights must have shape ({num},), got {weights.shape}")
   if num == 0:
@@ -50,7 +50,7 @@ class GMMPrior:
     num, dim = means.shape
     if covs.shape != (num, dim, dim):
       raise ValueError(f"covs must have shape ({num}, {dim}, {dim}) to match means {means.shape}, got {covs.shape}")
-    _check_mixture_weights(weights, num, "GMM")
+    _check_normalised(weights, num, "GMM")
     for name, value in (("means", means), ("covs", covs), ("weights", weights)):
       object.__setattr__(self, name, value)
 
@@ -69,7 +69,7 @@ class BucketPrior:
     centers = np.asarray(self.centers)
     centers = _float32("centers", centers, 2 if centers.ndim == 2 else 1)
     weights = _float32("weights", self.weights, 1)
-    _check_mixture_weights(weights, centers.shape[0], "bucket")
+    _check_normalised(weights, centers.shape[0], "bucket")
     object.__setattr__(self, "centers", centers)
     object.__setattr__(self, "weights", weights)
 
@@ -183,3 +183,28 @@ def load_prior(path: str | os.PathLike, expected_kind: str | None = None,
   if expected_dim is not None and prior.dim != expected_dim:
     raise ValueError(f"{path} holds a prior over {prior.dim}-d labels but labels are {expected_dim}-d")
   return prior
+
+
+def from_config(kind: str, loss_config, config, bundle) -> GMMPrior | BucketPrior:
+  """The prior `loss_config.prior` names for a loss that needs a `kind` ("gmm" / "bucket") prior.
+
+  `"gmm"`: `fit_gmm` on `bundle.train_labels` with `loss_config.gmm_components` and `config.seed`;
+  `"buckets"`: `bucket_prior_from_counts` of `bundle.train_bin_counts` when the data has them
+  (NYUD2) else `bucket_prior` of the training labels, both LDS-smoothed as `config.reweight` says
+  (the Balanced-MSE reference shares its `--lds` flags); any other value: a `save_prior` file.
+  """
+  fitted = {"gmm": "gmm", "bucket": "buckets"}[kind]
+  source = loss_config.prior
+  if source != fitted:
+    if not os.path.isfile(source):
+      raise ValueError(f"this loss's {kind} prior needs loss.prior = {fitted!r} (fitted on the training labels) "
+                       f"or the path of a saved prior file; got {source!r} (no such file)")
+    return load_prior(source, expected_kind=kind)
+  if kind == "gmm":
+    return fit_gmm(bundle.train_labels, loss_config.gmm_components, seed=config.seed)
+  rw = config.reweight
+  lds = dict(lds=rw.lds, lds_kernel=rw.kernel, lds_ks=rw.ks, lds_sigma=rw.sigma, faithful=rw.faithful)
+  if bundle.train_bin_counts is not None:
+    return bucket_prior_from_counts(bundle.binning.centers(), bundle.train_bin_counts, lds_mode=rw.lds_mode,
+                                    bucket_start=bundle.first_counted_bin, **lds)
+  return bucket_prior(bundle.train_labels, bundle.binning, **lds)

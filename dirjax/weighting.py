@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,9 @@ import numpy as np
 
 KERNELS = ("gaussian", "triang", "laplace")
 REWEIGHTS = ("none", "inverse", "sqrt_inv")
+# `config.reweight.method`: the per-bin tables above, DenseWeight, or the synthetic benchmark's
+# inverse of the true training density.
+METHODS = ("none", "inverse", "sqrt_inv", "dense", "true_inverse")
 # scipy.ndimage boundary names -> numpy.pad modes ('reflect' repeats the edge sample).
 LDS_MODES = {"constant": "constant", "reflect": "symmetric", "mirror": "reflect"}
 
@@ -388,3 +392,51 @@ def dense_weights(labels, alpha: float = 1.0, eps: float = 1e-6, bandwidth: floa
   points = labels if query is None else finite_array(query, "query").astype(np.float64).ravel()
   return (weight(points) / weight(labels).mean()).astype(np.float32)
 
+
+def weight_table(config, bundle) -> np.ndarray | None:
+  """Per-bin weights of `config.reweight` from the training data of `bundle` (a
+  `dirjax.data.DataBundle`): INV / SQINV (± LDS) from `bundle.train_bin_counts` when the data has
+  them (NYUD2) else from the training labels, or DenseWeight at the bin centres; None for "none"
+  and "true_inverse" (not a function of the bin)."""
+  method = config.method
+  if method not in METHODS:
+    raise ValueError(f"unknown reweight.method {method!r}; valid: {METHODS}")
+  if config.lds and method not in ("inverse", "sqrt_inv"):
+    raise ValueError("reweight.lds needs reweight.method 'inverse' or 'sqrt_inv' (as the reference asserts)")
+  if method in ("none", "true_inverse"):
+    return None
+  if method == "dense":
+    return dense_weights(bundle.train_labels, alpha=config.dense_alpha, query=bundle.binning.centers())
+  kwargs = dict(lds=config.lds, lds_kernel=config.kernel, lds_ks=config.ks, lds_sigma=config.sigma,
+                lds_mode=config.lds_mode, faithful=config.faithful,
+                inverse_clip=tuple(config.inverse_clip) if config.inverse_clip else None)
+  if bundle.train_bin_counts is not None:
+    return weight_table_from_counts(bundle.train_bin_counts, method, bucket_start=bundle.first_counted_bin, **kwargs)
+  return bin_weight_table(bundle.train_labels, bundle.binning, method, **kwargs)
+
+
+def sample_weights(config, bundle) -> Callable[[dict], jax.Array | None]:
+  """`batch -> per-sample weights` (or None) for `config.reweight`, jit-able.
+
+  Table methods (`weight_table`) are looked up on device as `table[binning.index(targets)]` (per
+  pixel for dense targets). `true_inverse` is the Balanced-MSE synthetic `ReweightL2`:
+  w_i = 1/p(y_i) from the elements' `density`, normalised to sum 1 over the batch's valid rows and
+  scaled by n·d, since our `mse` averages over n·d elements where the reference sums.
+  """
+  table = weight_table(config, bundle)
+  if config.method == "true_inverse":
+    if "density" not in bundle.splits["train"][0]:
+      raise ValueError("reweight.method='true_inverse' needs a 'density' field in the training elements; "
+                       "this data has none")
+
+    def true_inverse(batch: dict) -> jax.Array:
+      valid = batch["valid"]
+      inverse = jnp.where(valid, 1.0 / jnp.where(valid, batch["density"], 1.0), 0.0)
+      count = jnp.sum(valid) * batch["targets"].shape[-1]
+      return inverse * (count / jnp.sum(inverse))
+
+    return true_inverse
+  if table is None:
+    return lambda batch: None
+  table, binning = jnp.asarray(table), bundle.binning
+  return lambda batch: table[binning.index(batch["targets"])]

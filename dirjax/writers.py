@@ -94,19 +94,17 @@ class MetricWriter:
       for summary in hparams_summary(flat, {}):
         self._tb.file_writer.add_summary(summary)
 
+  def _files(self) -> list[Any]:
+    """The open outputs (none on other processes or after `close`)."""
+    return [f for f in (self._jsonl, self._tb) if f is not None] if self._active else []
+
   def flush(self) -> None:
-    if not self._active:
-      return
-    self._jsonl.flush()
-    if self._tb is not None:
-      self._tb.flush()
+    for f in self._files():
+      f.flush()
 
   def close(self) -> None:
-    if not self._active:
-      return
-    self._jsonl.close()
-    if self._tb is not None:
-      self._tb.close()
+    for f in self._files():
+      f.close()
     self._active = False
 
 

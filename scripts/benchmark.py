@@ -150,18 +150,18 @@ def measure_fds_epoch(dtype: str, size: dict, bn_groups: int | None) -> dict:
   """The per-epoch FDS work for one dtype: feature pass, accumulate and update (module docstring)."""
   experiment = train.Experiment(bench_config("fds", dtype, size, bn_groups))
   model_state = experiment.init_state()["model"]
-  fds = nnx.merge(experiment.graphdef, model_state).net.fds
+  fds = nnx.merge(experiment.graphdef, model_state).fds
   batch = generated_batch(experiment, size)
   epoch = jax.device_put(np.int32(1), experiment.replicated)
   sums = jax.device_put(fds.zero_sums(), experiment.replicated)
   record = {"dtype": dtype, "samples": size["epoch_samples"], "feature_dim": fds.feature_dim,
             "buckets": fds.bucket_count}
 
-  step = experiment.fds_step.lower(model_state, sums, batch, epoch).compile()
-  model_state, sums = jax.block_until_ready(step(model_state, sums, batch, epoch))
+  step = experiment.fds_step.lower(model_state, sums, batch).compile()
+  model_state, sums = jax.block_until_ready(step(model_state, sums, batch))
   start = time.perf_counter()
   for _ in range(size["steps"]):
-    model_state, sums = step(model_state, sums, batch, epoch)
+    model_state, sums = step(model_state, sums, batch)
     if experiment.sync_every_step:
       jax.block_until_ready(sums)
   model_state, sums = jax.block_until_ready((model_state, sums))

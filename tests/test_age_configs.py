@@ -82,7 +82,7 @@ def vanilla_runs(age_root, tmp_path_factory):
 def test_smoke_config_builds_with_the_trainer(name, age_root, vanilla_dir_stub):
   """Fast version of the smoke run: the trainer's config check, data, loss, weights and FDS options
   (everything of `Experiment` except the model, whose ResNet compile takes minutes on 2 cores)."""
-  from dirjax import data, train
+  from dirjax import data, fds, objective, train, weighting
   dataset, method = name.split("_", 1)
   c = load(name, "smoke")
   c.data.data_dir = age_root
@@ -90,11 +90,11 @@ def test_smoke_config_builds_with_the_trainer(name, age_root, vanilla_dir_stub):
     c.init_from = vanilla_dir_stub
   train.check_config(c)
   bundle = data.get_data(c.data, seed=c.seed)
-  train.build_loss(c, bundle)
-  table = train.weight_table(c, bundle)
+  objective.build(c, bundle)
+  table = weighting.weight_table(c.reweight, bundle)
   assert (table is None) == (c.reweight.method == "none")
   if c.fds.enabled:
-    assert train.fds_kwargs(c, bundle)["bucket_start"] == {"imdb": 0, "agedb": 3}[dataset]
+    assert fds.build(c.fds, 8, bundle.fds_buckets).bucket_start == {"imdb": 0, "agedb": 3}[dataset]
   assert bundle.splits["train"][0]["inputs"].shape == (32, 32, 3)
 
 

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from dirjax import train
+from dirjax import reporting, train
 from dirjax.data import synthetic
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
@@ -68,7 +68,7 @@ def test_linear_config_one_step_all_variants(name, tmp_path):
   config, results = _run_smoke(os.path.join(CONFIG_DIR, name), str(tmp_path))
   assert list(results) == list(config.variants.keys())
   for variant, result in results.items():
-    _check_run(str(tmp_path / variant), result, dict(train.variant_configs(config))[variant])
+    _check_run(str(tmp_path / variant), result, dict(reporting.variant_configs(config))[variant])
   for artefact in ("comparison.json", "comparison.md", "predictions.png"):
     assert (tmp_path / artefact).stat().st_size > 0
   table = (tmp_path / "comparison.md").read_text()
@@ -78,8 +78,8 @@ def test_linear_config_one_step_all_variants(name, tmp_path):
 def test_images_config_one_step_fds(tmp_path):
   """The ResNet + augmentation + FDS path of `synthetic_images` (compiling a ResNet is the cost)."""
   config, results = _run_smoke(os.path.join(CONFIG_DIR, "synthetic_images.py"), str(tmp_path), only=("fds",))
-  _check_run(str(tmp_path / "fds"), results["fds"], dict(train.variant_configs(config))["fds"])
-  assert set(train.SHOTS) <= set(results["fds"]["test"])  # shot groups reported
+  _check_run(str(tmp_path / "fds"), results["fds"], dict(reporting.variant_configs(config))["fds"])
+  assert set(reporting.SHOTS) <= set(results["fds"]["test"])  # shot groups reported
 
 
 def test_images_config_one_step_all_variants(tmp_path):

@@ -259,17 +259,19 @@ def test_trainer_tables_come_from_the_reference_pixel_counts(data_dir):
   """configs/nyud2_{lds,bni}: the trainer's LDS weight table and BNI prior are the reference's exact
   ones (DIR `nyud2-dir/loaddata.py` weights, BalancedMSE `get_bucket_info` prior values), not a histogram of labels."""
   from configs import nyud2_common
-  from dirjax import train
+  from dirjax import priors, weighting
 
   bundle = nyud2.get_data(_config(data_dir), seed=0)
-  table = train.weight_table(nyud2_common.get_config("lds"), bundle)
+  table = weighting.weight_table(nyud2_common.get_config("lds").reweight, bundle)
   for bucket, value in {7: 1.2461, 21: 0.3042, 50: 1.6599, 99: 18.74}.items():
     assert table[bucket] == pytest.approx(value, rel=5e-4), bucket
   np.testing.assert_array_equal(table[:7], table[7])
-  prior = train.label_prior(nyud2_common.get_config("bni"), bundle)
+  bni = nyud2_common.get_config("bni")
+  prior = priors.from_config("bucket", bni.loss, bni, bundle)
   np.testing.assert_allclose(prior.centers, np.arange(100) / 10 + 0.05, rtol=1e-6)
   np.testing.assert_allclose(prior.weights[:8], 0.006997, atol=5e-7)
   assert prior.weights[9] == pytest.approx(0.014434, abs=1e-6)
   assert np.argmax(prior.weights) == 21 and prior.weights[21] == pytest.approx(0.039557, abs=1e-6)
-  gmm = train.label_prior(nyud2_common.get_config("gai"), bundle)
+  gai = nyud2_common.get_config("gai")
+  gmm = priors.from_config("gmm", gai.loss, gai, bundle)
   assert gmm.means.shape == (16, 1)  # fitted on the 3,644 synthetic labels (test_scripts checks the fit)

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from dirjax.data import stsb
-from dirjax.models import text
+from dirjax.models import minilm
 
 HEADER = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
 # Train 50-bin counts of train_new.tsv (`sts-b-dir/glue_data/STS-B/train_new.tsv` of the reference).
 TRAIN_BIN_COUNTS = [428, 4, 96, 2, 98, 9, 86, 14, 97, 1, 203, 1, 139, 7, 117, 22, 111, 17, 118, 1, 186, 3, 192,
                     7, 111, 27, 150, 35, 143, 1, 357, 6, 332, 22, 239, 55, 209, 71, 257, 5, 352, 3, 229, 4, 126,
                     20, 115, 25, 133, 263]
-HAS_MINILM = importlib.util.find_spec(text.MINILM_PACKAGE) is not None
+HAS_MINILM = importlib.util.find_spec(minilm.MINILM_PACKAGE) is not None
 
 
 def write_tsv(path, rows):
@@ -167,7 +167,7 @@ def test_stale_cache_is_an_error(tmp_path):
 def test_wordpiece_tokenizer(tmp_path):
   vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "un", "##aff", "##able", "hello", ",", "cafe"]
   (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-  tok = text.WordPieceTokenizer(str(tmp_path / "vocab.txt"))
+  tok = minilm.WordPieceTokenizer(str(tmp_path / "vocab.txt"))
   # lower-cased, accents stripped, punctuation split, greedy longest-match pieces, OOV → [UNK]
   assert tok("Unaffable, HELLO café!") == [2, 4, 5, 6, 8, 7, 9, 1, 3]
   assert tok("unx") == [2, 1, 3]
@@ -180,7 +180,7 @@ def test_load_safetensors(tmp_path):
             "b": {"dtype": "I64", "shape": [2], "data_offsets": [24, 40]}, "__metadata__": {"format": "pt"}}
   raw = json.dumps(header).encode()
   (tmp_path / "m.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + a.tobytes() + b.tobytes())
-  out = text.load_safetensors(str(tmp_path / "m.safetensors"))
+  out = minilm.load_safetensors(str(tmp_path / "m.safetensors"))
   np.testing.assert_array_equal(out["a"], a)
   np.testing.assert_array_equal(out["b"], b)
 
@@ -189,8 +189,8 @@ def test_load_safetensors(tmp_path):
 def test_minilm_embeddings():
   sents = ["A man is playing a guitar.", "A man plays the guitar.", "The stock market fell sharply today.",
            "A man is playing a guitar while a woman sings loudly in the background of the stage."]
-  emb = text.encode_sentences(sents, batch_size=4)
-  alone = text.encode_sentences(sents[:1], batch_size=4)  # other padding length: masking must hide it
+  emb = minilm.encode_sentences(sents, batch_size=4)
+  alone = minilm.encode_sentences(sents[:1], batch_size=4)  # other padding length: masking must hide it
   np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
   np.testing.assert_allclose(alone[0], emb[0], atol=2e-5)
   assert emb[0] @ emb[1] > 0.8 > 0.3 > emb[0] @ emb[2]

@@ -1,4 +1,4 @@
-"""DepthNet (Hu et al. 2019) and BiLSTMRegressor (STS-B-DIR) model contracts."""
+"""DepthNet (Hu et al. 2019) and the BiLSTM (STS-B-DIR) encoders in the Regressor wrapper."""
 
 import jax
 import jax.numpy as jnp
@@ -8,15 +8,17 @@ from flax import nnx
 
 from dirjax import fds as fds_lib
 from dirjax.models import depth, text
+from dirjax.models.regressor import Regressor
 
 
 # ------------------------------------------------------------------------------------- BiLSTM
 
 
-def _bilstm(**kwargs):
+def _bilstm(fds=None, **kwargs):
   args = dict(vocab_size=20, embed_dim=6, hidden=5, num_layers=2, dropout=0.2)
   args.update(kwargs)
-  return text.BiLSTMRegressor(**args, rngs=nnx.Rngs(0))
+  rngs = nnx.Rngs(0)
+  return Regressor(text.BiLSTMEncoder(**args, rngs=rngs), rngs=rngs, fds=fds)
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +31,10 @@ def bilstm():
 def test_bilstm_shapes_and_frozen_embeddings(bilstm):
   model = bilstm
   x = jnp.array([[[3, 4, 5, 0], [6, 7, 0, 0]], [[8, 0, 0, 0], [9, 10, 11, 12]]], jnp.int32)
-  pred, features = model(x)
+  pred, features, _ = model(x)
   assert pred.shape == (2, 1) and features.shape == (2, 4 * 2 * 5)
-  assert "embedding" not in nnx.state(model, nnx.Param)  # not trained (reference --train_words 0)
-  np.testing.assert_array_equal(model.embedding[...][0], 0.0)
+  assert "embedding" not in nnx.state(model.encoder, nnx.Param)  # not trained (reference --train_words 0)
+  np.testing.assert_array_equal(model.encoder.embedding[...][0], 0.0)
 
 
 def test_bilstm_padding_does_not_leak(bilstm):
@@ -42,8 +44,8 @@ def test_bilstm_padding_does_not_leak(bilstm):
   short = jnp.array([[[3, 4, 5], [6, 7, 8]]], jnp.int32)
   padded = jnp.pad(short, ((0, 0), (0, 0), (0, 4)))
   batch = jnp.concatenate([padded, jnp.array([[[9, 10, 11, 12, 13, 14, 15], [2, 0, 0, 0, 0, 0, 0]]])])
-  p_short, f_short = model(short)
-  p_batch, f_batch = model(batch)
+  p_short, f_short, _ = model(short)
+  p_batch, f_batch, _ = model(batch)
   np.testing.assert_allclose(f_batch[0], f_short[0], atol=1e-5)
   np.testing.assert_allclose(p_batch[0], p_short[0], atol=1e-5)
 
@@ -51,11 +53,11 @@ def test_bilstm_padding_does_not_leak(bilstm):
 def test_bilstm_pair_features_and_output_scale(bilstm):
   model = bilstm
   x = jnp.array([[[3, 4, 0], [6, 7, 8]]], jnp.int32)
-  pred, features = model(x)
-  u = model.encode(x[:, 0])
-  v = model.encode(x[:, 1])
+  pred, features, _ = model(x)
+  u = model.encoder.encode(x[:, 0])
+  v = model.encoder.encode(x[:, 1])
   np.testing.assert_allclose(features, jnp.concatenate([u, v, jnp.abs(u - v), u * v], -1), atol=1e-6)
-  head = features @ model.head.kernel[...] + model.head.bias[...]
+  head = features @ model.head.linear.kernel[...] + model.head.linear.bias[...]
   np.testing.assert_allclose(pred, 5.0 * head, rtol=1e-5, atol=1e-6)
 
 
@@ -63,7 +65,7 @@ def test_bilstm_embeddings_file(tmp_path):
   matrix = np.random.default_rng(0).standard_normal((7, 6)).astype(np.float32)
   np.save(tmp_path / "emb.npy", matrix)
   model = _bilstm(embeddings=str(tmp_path / "emb.npy"))
-  np.testing.assert_array_equal(model.embedding[...], matrix)
+  np.testing.assert_array_equal(model.encoder.embedding[...], matrix)
   np.save(tmp_path / "bad.npy", matrix[:, :4])
   with pytest.raises(ValueError, match=r"\[V, 6\]"):
     _bilstm(embeddings=str(tmp_path / "bad.npy"))
@@ -85,15 +87,14 @@ def test_bilstm_fds_applied_before_head_in_training():
   model = _bilstm(fds=fds, dropout=0.0)
   x = jnp.array([[[3, 4, 0], [6, 7, 8]], [[5, 0, 0], [9, 9, 9]]], jnp.int32)
   y = jnp.array([[1.4], [4.0]])
-  pred, features = model(x, targets=y, epoch=jnp.int32(1))
+  pred, features, _ = model(x, targets=y, epoch=jnp.int32(1))
   calibrated = (features - 0.3) * jnp.sqrt(1.5) - 0.2  # Eq. 5 with v1 = 1, clip [0.5, 2]
-  np.testing.assert_allclose(pred, 5.0 * (calibrated @ model.head.kernel[...] + model.head.bias[...]),
-                             rtol=1e-4, atol=1e-5)
+  linear = model.head.linear
+  np.testing.assert_allclose(pred, 5.0 * (calibrated @ linear.kernel[...] + linear.bias[...]), rtol=1e-4, atol=1e-5)
   model.eval()
-  pred_eval, features_eval = model(x)
+  pred_eval, features_eval, _ = model(x)
   np.testing.assert_allclose(features_eval, features, atol=1e-5)  # features are raw
-  np.testing.assert_allclose(pred_eval, 5.0 * (features @ model.head.kernel[...] + model.head.bias[...]),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(pred_eval, 5.0 * (features @ linear.kernel[...] + linear.bias[...]), rtol=1e-4, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------- DepthNet
@@ -117,20 +118,28 @@ def _materialize(build, seed=0):
 @pytest.fixture(scope="module")
 def small_depthnet():
   """One tiny DepthNet (width 4, one block per stage) with an FDS layer, shared by the tests."""
-  model = _materialize(lambda: depth.DepthNet(width=4, stage_sizes=(1, 1, 1, 1), rngs=nnx.Rngs(0)))
-  fds = fds_lib.FDS(8, bucket_num=100, bucket_start=7, bucketing="floor10", start_smooth=0,
-                    clip_min=0.2, clip_max=5.0)
-  fds.smoothed_mean_last_epoch[...] = jnp.full((93, 8), 0.7)
-  model.fds = nnx.data(fds)  # attached after the abstract build, as a constructor argument would be
+  def build():
+    rngs = nnx.Rngs(0)
+    encoder = depth.DepthNet(width=4, stage_sizes=(1, 1, 1, 1), rngs=rngs)
+    fds = fds_lib.FDS(8, bucket_num=100, bucket_start=7, bucketing="floor10", start_smooth=0,
+                      clip_min=0.2, clip_max=5.0)
+    return Regressor(encoder, rngs=rngs, fds=fds)
+
+  model = _materialize(build)
+  for name in ("running_mean_last_epoch", "smoothed_mean_last_epoch"):
+    getattr(model.fds, name)[...] = jnp.zeros((93, 8))
+  for name in ("running_var_last_epoch", "smoothed_var_last_epoch"):
+    getattr(model.fds, name)[...] = jnp.ones((93, 8))
+  model.fds.smoothed_mean_last_epoch[...] = jnp.full((93, 8), 0.7)
   return model
 
 
 def test_depthnet_shapes(small_depthnet):
   model = small_depthnet
   model.eval()
-  pred, features = nnx.jit(lambda m, x: m(x))(model, jnp.ones((2, 64, 96, 3)))
+  pred, features, _ = nnx.jit(lambda m, x: m(x))(model, jnp.ones((2, 64, 96, 3)))
   assert pred.shape == (2, 32, 48, 1) and features.shape == (2, 32, 48, 8)
-  assert model.feature_dim == 8
+  assert model.encoder.feature_dim == 8
   with pytest.raises(ValueError, match="NHWC"):
     model(jnp.ones((2, 3, 64, 96)))
 
@@ -140,7 +149,7 @@ def test_depthnet_fds_on_pixel_features(small_depthnet):
   model.train()
   x = jnp.ones((2, 64, 96, 3))
   y = jnp.full((2, 32, 48, 1), 2.0)
-  pred, features = nnx.jit(lambda m, x, y: m(x, targets=y, epoch=jnp.int32(1)))(model, x, y)
+  pred, features, _ = nnx.jit(lambda m, x, y: m(x, targets=y, epoch=jnp.int32(1)))(model, x, y)
   head = nnx.jit(lambda m, f: m.head(f))(model, features + 0.7)  # mean shift only (v1 = v2 = 1)
   np.testing.assert_allclose(pred, head, rtol=1e-4, atol=1e-5)
 
@@ -185,7 +194,7 @@ def _torchvision_name(path):
 
 
 def test_convert_and_load_torchvision_weights(tmp_path, small_depthnet):
-  encoder = small_depthnet.encoder  # overwritten below: keep this test last in the file
+  encoder = small_depthnet.encoder.encoder  # overwritten below: keep this test last in the file
   flat = {"/".join(map(str, k)): v[...] for k, v in nnx.to_flat_state(nnx.state(encoder))}
   rng = np.random.default_rng(0)
   torch_sd = {"fc.weight": np.zeros((1000, 2048)), "bn1.num_batches_tracked": np.array(3)}

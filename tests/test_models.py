@@ -1,4 +1,5 @@
-"""Model registry, MLP and ResNet: shapes, parameter counts, initialisation, BN modes, FDS hook."""
+"""Model registry, MLP and ResNet encoders in the Regressor wrapper: shapes, parameter counts,
+initialisation, BN modes, FDS hook."""
 
 import math
 
@@ -11,6 +12,7 @@ from ml_collections import ConfigDict
 
 from dirjax.models import get_model
 from dirjax.models.mlp import MLP
+from dirjax.models.regressor import Regressor
 from dirjax.models.resnet import ResNet, ShardedBatchNorm
 
 
@@ -18,8 +20,14 @@ def n_params(module) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
+def wrapped(encoder_class, *args, seed=0, fds=None, **kwargs):
+  """`Regressor(encoder_class(*args, **kwargs))`, the head drawn from the same `Rngs(seed)`."""
+  rngs = nnx.Rngs(seed)
+  return Regressor(encoder_class(*args, **kwargs, rngs=rngs), rngs=rngs, fds=fds)
+
+
 def abstract(depth, **kwargs):
-  return nnx.eval_shape(lambda: ResNet(depth, rngs=nnx.Rngs(0), **kwargs))
+  return nnx.eval_shape(lambda: wrapped(ResNet, depth, **kwargs))
 
 
 # All ResNet forwards use this input shape: eager ops compile once per shape, so sharing it keeps
@@ -42,13 +50,14 @@ class RecordingFDS(nnx.Module):
 # --- registry ----------------------------------------------------------------------------------
 
 def test_get_model_builds_each_local_model_with_config_kwargs():
-  mlp = get_model(ConfigDict(dict(name="mlp", in_features=5, hidden=(7,), out_dim=2)), rngs=nnx.Rngs(0))
-  pred, feats = mlp(jnp.ones((3, 5)))
+  rngs = nnx.Rngs(0)
+  mlp = Regressor(get_model(ConfigDict(dict(name="mlp", in_features=5, hidden=(7,), out_dim=2)), rngs=rngs), rngs=rngs)
+  pred, feats, _ = mlp(jnp.ones((3, 5)))
   assert pred.shape == (3, 2) and feats.shape == (3, 7)
   r18 = nnx.eval_shape(lambda: get_model(ConfigDict(dict(name="resnet18", stem="cifar")), rngs=nnx.Rngs(0)))
-  assert r18.head.kernel.shape == (512, 1) and r18.stem == "cifar"
+  assert r18.make_head(rngs=nnx.Rngs(0)).kernel.shape == (512, 1) and r18.stem == "cifar"
   r50 = nnx.eval_shape(lambda: get_model(ConfigDict(dict(name="resnet50")), rngs=nnx.Rngs(0)))
-  assert r50.head.kernel.shape == (2048, 1)
+  assert r50.feature_dim == 2048
 
 
 def test_get_model_errors_name_the_problem():
@@ -65,22 +74,22 @@ def test_get_model_errors_name_the_problem():
 # --- MLP ---------------------------------------------------------------------------------------
 
 def test_mlp_without_hidden_layers_is_the_linear_model():
-  model = MLP(4, hidden=(), out_dim=2, rngs=nnx.Rngs(1))
+  model = wrapped(MLP, 4, hidden=(), out_dim=2, seed=1)
   x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-  pred, feats = model(jnp.asarray(x))
+  pred, feats, _ = model(jnp.asarray(x))
   w, b = np.asarray(model.head.kernel[...]), np.asarray(model.head.bias[...])
   np.testing.assert_allclose(pred, x @ w + b, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(feats, x)
 
 
 def test_mlp_tutorial_fcnet_forward_matches_numpy():
-  model = MLP(13, rngs=nnx.Rngs(0))  # FCNet: 13 -> 256 -> 256 -> 256 -> 1
+  model = wrapped(MLP, 13)  # FCNet: 13 -> 256 -> 256 -> 256 -> 1
   assert n_params(model) == (13 * 256 + 256) + 2 * (256 * 256 + 256) + (256 + 1)
   x = np.random.default_rng(1).normal(size=(5, 13)).astype(np.float32)
   h = x
-  for layer in model.layers:
+  for layer in model.encoder.layers:
     h = np.maximum(h @ np.asarray(layer.kernel[...]) + np.asarray(layer.bias[...]), 0.0)
-  pred, feats = model(jnp.asarray(x))
+  pred, feats, _ = model(jnp.asarray(x))
   np.testing.assert_allclose(feats, h, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(pred, h @ np.asarray(model.head.kernel[...]) + np.asarray(model.head.bias[...]),
                              rtol=1e-4, atol=1e-5)
@@ -89,11 +98,11 @@ def test_mlp_tutorial_fcnet_forward_matches_numpy():
 def test_mlp_dropout_only_in_training_mode():
   model = MLP(8, hidden=(64,), dropout=0.5, rngs=nnx.Rngs(0))
   x = jnp.ones((4, 8))
-  _, f_train = model(x)
+  f_train = model(x)
   assert float((f_train == 0).mean()) > 0.2  # about half the units dropped
   model.eval()
-  _, f_eval1 = model(x)
-  _, f_eval2 = model(x)
+  f_eval1 = model(x)
+  f_eval2 = model(x)
   np.testing.assert_array_equal(f_eval1, f_eval2)
 
 
@@ -108,7 +117,7 @@ def test_mlp_bad_input_errors():
 
 @pytest.mark.parametrize("fan_in", [13, 512])
 def test_head_init_is_pytorch_default_uniform(fan_in):
-  model = MLP(fan_in, hidden=(), out_dim=64, rngs=nnx.Rngs(3))
+  model = wrapped(MLP, fan_in, hidden=(), out_dim=64, seed=3)
   bound = 1.0 / math.sqrt(fan_in)
   for p in (np.asarray(model.head.kernel[...]), np.asarray(model.head.bias[...])):
     assert np.abs(p).max() <= bound
@@ -118,38 +127,39 @@ def test_head_init_is_pytorch_default_uniform(fan_in):
   np.testing.assert_allclose(w.var(), bound ** 2 / 3, rtol=5 * math.sqrt(0.8 / w.size))
 
 
-# --- FDS hook (all models share dirjax.models.apply_head) ----------------------------------------
+# --- FDS hook (the Regressor puts FDS between every encoder and its head) -----------------------
 
 def test_fds_hook_only_in_training_and_features_stay_raw():
   fds = RecordingFDS()
-  model = MLP(3, hidden=(5,), rngs=nnx.Rngs(0), fds=fds)
+  model = wrapped(MLP, 3, hidden=(5,), fds=fds)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
   y = jnp.ones((4, 1))
-  pred, feats = model(x, y, jnp.int32(2))
+  pred, feats, calibrated = model(x, y, jnp.int32(2))
   assert int(fds.calls[...]) == 1
+  np.testing.assert_array_equal(calibrated, 2.0 * feats)
   expected = 2.0 * feats @ model.head.kernel[...] + model.head.bias[...]
   np.testing.assert_allclose(pred, expected, rtol=1e-6)
-  _, feats_no_fds = MLP(3, hidden=(5,), rngs=nnx.Rngs(0))(x)
-  np.testing.assert_array_equal(feats, feats_no_fds)  # raw, not calibrated (docs/deviations.md row 17)
+  feats_no_fds = wrapped(MLP, 3, hidden=(5,))(x).features
+  np.testing.assert_array_equal(feats, feats_no_fds)  # raw, not calibrated
   model.eval()
   assert fds.deterministic  # model.eval() reaches the attached FDS too
-  pred_eval, _ = model(x, y, jnp.int32(2))
+  pred_eval = model(x, y, jnp.int32(2)).preds
   assert int(fds.calls[...]) == 1
   np.testing.assert_allclose(pred_eval, feats @ model.head.kernel[...] + model.head.bias[...], rtol=1e-6)
-  view = nnx.view(model, deterministic=False)
-  view(x, y, jnp.int32(2))
+  model.train()
+  model(x, y, jnp.int32(2))
   assert int(fds.calls[...]) == 2
 
 
 def test_fds_model_in_training_needs_targets_and_epoch():
-  model = MLP(3, hidden=(), rngs=nnx.Rngs(0), fds=RecordingFDS())
+  model = wrapped(MLP, 3, hidden=(), fds=RecordingFDS())
   with pytest.raises(ValueError, match="targets.*epoch"):
     model(jnp.ones((2, 3)))
 
 
 def test_resnet_fds_hook_and_shapes():
-  model = ResNet(18, rngs=nnx.Rngs(0), fds=RecordingFDS())
-  pred, feats = model(jnp.asarray(IMAGES), jnp.ones((2, 1)), jnp.int32(0))
+  model = wrapped(ResNet, 18, fds=RecordingFDS())
+  pred, feats, _ = model(jnp.asarray(IMAGES), jnp.ones((2, 1)), jnp.int32(0))
   assert pred.shape == (2, 1) and feats.shape == (2, 512) and pred.dtype == jnp.float32
   assert int(model.fds.calls[...]) == 1
   np.testing.assert_allclose(pred, 2.0 * feats @ model.head.kernel[...] + model.head.bias[...], rtol=1e-5)
@@ -191,7 +201,7 @@ def test_resnet_parameter_counts(depth, torchvision_total):
 
 
 def test_resnet50_structure_stride_on_3x3_and_projection_shortcuts():
-  model = abstract(50)
+  model = abstract(50).encoder
   first_of_stage = [model.blocks[i] for i in (0, 3, 7, 13)]
   for i, block in enumerate(first_of_stage):
     stride = 1 if i == 0 else 2
@@ -205,6 +215,7 @@ def test_resnet50_structure_stride_on_3x3_and_projection_shortcuts():
 
 def test_resnet_init_he_fan_out_normal_and_bn_identity():
   model = ResNet(18, rngs=nnx.Rngs(0))
+  head = model.make_head(rngs=nnx.Rngs(0))
   kernel = np.asarray(model.blocks[5].conv2.kernel[...])  # 3x3, 256 -> 256
   assert kernel.shape == (3, 3, 256, 256)
   std = math.sqrt(2.0 / (3 * 3 * 256))
@@ -221,7 +232,7 @@ def test_resnet_init_he_fan_out_normal_and_bn_identity():
   np.testing.assert_array_equal(bn.bias[...], 0.0)
   assert bn.momentum == 0.9 and bn.epsilon == 1e-5
   bound = 1 / math.sqrt(512)
-  assert np.abs(np.asarray(model.head.kernel[...])).max() <= bound
+  assert np.abs(np.asarray(head.kernel[...])).max() <= bound
 
 
 def test_resnet_bn_running_stats_follow_pytorch_momentum_and_eval_uses_them():
@@ -232,22 +243,22 @@ def test_resnet_bn_running_stats_follow_pytorch_momentum_and_eval_uses_them():
   # PyTorch BN momentum 0.1: running = 0.9 · running + 0.1 · batch mean (running starts at 0).
   np.testing.assert_allclose(model.bn1.mean[...], 0.1 * conv_out.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
   # Training mode: a sample's output depends on its batch; eval mode: it does not.
-  pred_batch, _ = model(x)
-  pred_alone, _ = model(x[:1])
+  pred_batch = model(x)
+  pred_alone = model(x[:1])
   assert not np.allclose(pred_batch[0], pred_alone[0], rtol=1e-3)
   model.eval()
   stats = jax.tree.map(np.asarray, nnx.state(model, nnx.BatchStat))
-  pred_batch, _ = model(x)
-  pred_alone, _ = model(x[:1])
+  pred_batch = model(x)
+  pred_alone = model(x[:1])
   np.testing.assert_allclose(pred_batch[0], pred_alone[0], rtol=1e-4, atol=1e-5)
   jax.tree.map(np.testing.assert_array_equal, stats, jax.tree.map(np.asarray, nnx.state(model, nnx.BatchStat)))
 
 
 def test_resnet_cifar_stem_and_bfloat16_compute():
-  model = ResNet(18, stem="cifar", dtype="bfloat16", rngs=nnx.Rngs(0))
-  assert model.conv1.kernel_size == (3, 3) and model.conv1.strides in (1, (1, 1))
+  model = wrapped(ResNet, 18, stem="cifar", dtype="bfloat16")
+  assert model.encoder.conv1.kernel_size == (3, 3) and model.encoder.conv1.strides in (1, (1, 1))
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
-  pred, feats = model(jnp.ones((2, 8, 8, 3)))
+  pred, feats, _ = model(jnp.ones((2, 8, 8, 3)))
   assert pred.shape == (2, 1) and feats.shape == (2, 512)
   assert pred.dtype == jnp.float32 and feats.dtype == jnp.float32
 

@@ -126,14 +126,14 @@ def test_two_processes_equal_one_process(two_process_run, single_process_run):
   multi_dir, _ = two_process_run
   config = _config()
   multi, single = _restored(config, multi_dir), _restored(config, single_process_run)
-  assert multi.keys() == single.keys() and "net/fds/running_mean" in multi and "noise_sigma" in multi
+  assert multi.keys() == single.keys() and "fds/running_mean" in multi and "noise_sigma" in multi
   for key in single:
     if np.issubdtype(single[key].dtype, np.integer):
       np.testing.assert_array_equal(multi[key], single[key], err_msg=key)
     else:
       np.testing.assert_allclose(multi[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
   assert abs(float(multi["noise_sigma"]) - config.loss.init_noise_sigma) > 1e-3  # σ was trained
-  assert np.any(multi["net/fds/smoothed_mean_last_epoch"] != 0)  # FDS statistics were gathered
+  assert np.any(multi["fds/smoothed_mean_last_epoch"] != 0)  # FDS statistics were gathered
   m, s = _metrics(multi_dir), _metrics(single_process_run)
   assert m["step"] == s["step"] == 8
   _assert_metrics_close(m, s)
@@ -170,8 +170,8 @@ def test_uneven_eval_split_predicted_exactly_once(two_process_run):
   test = get_data(config.data, seed=config.seed).splits["test"]
   x = np.stack([np.asarray(test[i]["inputs"]) for i in range(len(test))]).astype(np.float64)
   y = np.stack([np.asarray(test[i]["targets"]) for i in range(len(test))]).astype(np.float64)
-  hidden = np.maximum(x @ params["net/layers/0/kernel"] + params["net/layers/0/bias"], 0)
-  expected = hidden @ params["net/head/kernel"] + params["net/head/bias"]  # eval mode: no FDS calibration
+  hidden = np.maximum(x @ params["encoder/layers/0/kernel"] + params["encoder/layers/0/bias"], 0)
+  expected = hidden @ params["head/kernel"] + params["head/bias"]  # eval mode: no FDS calibration
   saved = np.load(os.path.join(multi_dir, "predictions_test.npz"))
   assert saved["preds"].shape == (multihost_worker.EVAL_ROWS, 1)
   np.testing.assert_allclose(saved["preds"], expected, rtol=1e-5, atol=1e-6)

@@ -11,13 +11,13 @@ import pytest
 
 from dirjax import train
 from dirjax.data import stsb
-from dirjax.models import text
+from dirjax.models import minilm
 import fixtures_nyud2
 from test_data_stsb import make_stsb
 
 STSB = ("vanilla", "lds", "fds", "bmc")
 NYUD2 = ("vanilla", "lds", "fds", "gai", "bni")
-HAS_MINILM = importlib.util.find_spec(text.MINILM_PACKAGE) is not None
+HAS_MINILM = importlib.util.find_spec(minilm.MINILM_PACKAGE) is not None
 
 
 def load(name, arg=""):

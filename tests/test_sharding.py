@@ -61,8 +61,8 @@ def test_bmc_uses_the_global_batch():
   loss4, _, batch, params0, _ = _one_step(_config((-1,), "bmc"))
   x = np.asarray(batch["inputs"])
   y = np.asarray(batch["targets"])[:, 0]
-  hidden = np.maximum(x @ params0["net/layers/0/kernel"] + params0["net/layers/0/bias"], 0)
-  pred = (hidden @ params0["net/head/kernel"] + params0["net/head/bias"])[:, 0]
+  hidden = np.maximum(x @ params0["encoder/layers/0/kernel"] + params0["encoder/layers/0/bias"], 0)
+  pred = (hidden @ params0["head/kernel"] + params0["head/bias"])[:, 0]
   var = params0["noise_sigma"] ** 2
   logits = -(pred[:, None] - y[None, :]) ** 2 / (2 * var)
   ce = -np.diag(logits) + np.log(np.exp(logits).sum(1))

@@ -3,6 +3,7 @@ baseline's weights, and clear errors for bad configs."""
 
 import os
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from dirjax import optim, train
+from dirjax import optim, reporting, train
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from configs import synthetic_1d  # noqa: E402
@@ -61,7 +62,7 @@ def test_resume_after_preemption_is_exact(tmp_path):
     assert resumed[split] == full[split]
     assert resumed["last"][split] == full["last"][split]
   # FDS statistics were accumulated (epoch buffer advanced past start_update) and σ trained.
-  fds_epoch = state_full["model"]["net"]["fds"]["epoch"][...]
+  fds_epoch = state_full["model"]["fds"]["epoch"][...]
   assert int(fds_epoch) == 3
   assert float(state_full["model"]["noise_sigma"][...]) != config.loss.init_noise_sigma
 
@@ -77,8 +78,8 @@ def test_rrt_loads_backbone_and_trains_only_the_head(tmp_path):
   final2, _ = _latest_state(str(tmp_path / "stage2"), stage2)
 
   def by_path(state):
-    return {optim.path_str(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(state["model"]["net"])
-            if jnp.issubdtype(x.dtype, jnp.floating)}
+    return {optim.path_str(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(state["model"])
+            if jnp.issubdtype(x.dtype, jnp.floating) and "noise_sigma" not in optim.path_str(p)}
 
   before, start, after = by_path(best1), by_path(fresh2), by_path(final2)
   assert any("head" in k for k in after) and any("layers" in k for k in after)
@@ -98,7 +99,7 @@ def test_loss_explosion_stops_naming_the_step(tmp_path):
                        data={"train_mean": 1e4, "label_range": (0.0, 2e4)}, log_every_steps=1000)
   experiment = train.Experiment(config)
   state = experiment.fresh_state()
-  net = state["model"]["net"]
+  net = state["model"]
   w, b = float(net["head"]["kernel"][...][0, 0]), float(net["head"]["bias"][...][0])
   index, _ = experiment.train_loader.indices(0)
   batch = experiment.bundle.splits["train"].gather(index[0])
@@ -117,9 +118,10 @@ def test_true_inverse_weights_match_reweight_l2():
            "density": rng.uniform(0.1, 0.8, 8).astype(np.float32),
            "valid": np.array([True] * 6 + [False] * 2)}
   pred = rng.normal(5, 1, (8, 1)).astype(np.float32)
-  weights = experiment._sample_weights({k: jnp.asarray(v) for k, v in batch.items()})
-  ours = experiment.loss_fn(jnp.asarray(pred), jnp.asarray(batch["targets"]), weights=weights,
-                            mask=jnp.asarray(batch["valid"]))
+  weights = experiment.objective.sample_weights({k: jnp.asarray(v) for k, v in batch.items()})
+  inputs = types.SimpleNamespace(preds=jnp.asarray(pred), targets=jnp.asarray(batch["targets"]), weights=weights,
+                                 mask=jnp.asarray(batch["valid"]))
+  ours = experiment.objective.terms["loss"](inputs)
   w = 1 / batch["density"][:6]
   expected = np.sum(w / w.sum() * (pred[:6, 0] - batch["targets"][:6, 0]) ** 2)
   np.testing.assert_allclose(float(ours), expected, rtol=1e-5)
@@ -133,7 +135,7 @@ def test_config_typo_fails_loudly():
   bad.variants = ml_collections.ConfigDict({"typo": {"loss": {"nmae": "bmc"}}})
   bad.lock()
   with pytest.raises(ValueError, match="variant 'typo'"):
-    train.variant_configs(bad)
+    reporting.variant_configs(bad)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -188,18 +190,15 @@ def get_data(config, *, seed):
 
 USER_MODEL = '''
 from flax import nnx
-from dirjax.models import RegressionModel, apply_head
+from dirjax.models.base import Encoder
 
-class TwoLayer(RegressionModel):
-  def __init__(self, width=4, *, rngs, fds=None):
+class TwoLayer(Encoder):
+  def __init__(self, width=4, *, rngs):
     self.body = nnx.Linear(2, width, rngs=rngs)
-    self.head = nnx.Linear(width, 1, rngs=rngs)
-    self.fds = fds
-    self.deterministic = False
+    self.feature_dim = width
 
-  def __call__(self, x, targets=None, epoch=None):
-    h = nnx.relu(self.body(x))
-    return apply_head(self, h, targets, epoch), h
+  def __call__(self, x):
+    return nnx.relu(self.body(x))
 '''
 
 

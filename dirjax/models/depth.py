@@ -10,7 +10,7 @@ Reference (`nyud2-dir/models/{net,modules}.py`), NHWC here:
   → UP→64 (2 × stage-1 size = 114×152).
 * MFF: UP(stage k → 16, 114×152) for k = 1..4, concat (64) → conv5×5 → BN → ReLU.
 * R: concat(D, MFF) (128) → `regressor` = [conv5×5 → BN → ReLU] × 2 = the 128-d per-pixel
-  `features` (FDS features) → (FDS in training) → `head` = conv5×5 128→1 with bias.
+  `features` (FDS features); `make_head` = conv5×5 128→1 with bias, after FDS in the `Regressor`.
 
 `width` scales every channel count (64 = the paper; 8 for tests); `stage_sizes` the blocks per
 stage. The reference RRT retrains the whole R: `train_only = "regressor|head"`.
@@ -25,18 +25,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dirjax.models import RegressionModel, apply_head
+from dirjax.models.base import Encoder
 from dirjax.models.resnet import BN_EPSILON, BN_MOMENTUM, Bottleneck, conv_init
-
-if TYPE_CHECKING:
-  from dirjax.fds import FDS
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1, *, rngs: nnx.Rngs, init=None,
@@ -94,11 +90,11 @@ class UpProjection(nnx.Module):
     return nnx.relu(branch1 + self.bn2(self.conv2(x)))
 
 
-class DepthNet(RegressionModel):
-  """`model(images [B,H,W,3]) -> (depth [B, H/2, W/2, 1], features [B, H/2, W/2, 2·width])`."""
+class DepthNet(Encoder):
+  """`encoder(images [B,H,W,3]) -> features [B, H/2, W/2, 2·width]`; the head gives depth [B, H/2, W/2, 1]."""
 
   def __init__(self, width: int = 64, stage_sizes: Sequence[int] = (3, 4, 6, 3),
-               encoder_weights: str | None = None, *, rngs: nnx.Rngs, fds: FDS | None = None):
+               encoder_weights: str | None = None, *, rngs: nnx.Rngs):
     if width < 4 or width % 4:
       raise ValueError(f"width must be a positive multiple of 4, got {width}")
     if len(stage_sizes) != 4 or min(stage_sizes) < 1:
@@ -117,15 +113,13 @@ class DepthNet(RegressionModel):
     self.regressor = nnx.Sequential(
       _conv(2 * w, 2 * w, 5, rngs=rngs), _norm(2 * w, rngs=rngs), nnx.relu,
       _conv(2 * w, 2 * w, 5, rngs=rngs), _norm(2 * w, rngs=rngs), nnx.relu)
-    self.head = _conv(2 * w, 1, 5, rngs=rngs, use_bias=True)
     self.feature_dim = 2 * w
-    self.fds = fds
-    self.deterministic = False
 
+  def make_head(self, *, rngs: nnx.Rngs) -> nnx.Conv:
+    """R's last layer: a 5×5 conv with bias per pixel, 2·width → 1."""
+    return _conv(self.feature_dim, 1, 5, rngs=rngs, use_bias=True)
 
-  def __call__(
-      self, x: jax.Array, targets: jax.Array | None = None, epoch: Any = None
-  ) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4 or x.shape[-1] != 3:
       raise ValueError(f"DepthNet expects NHWC RGB images [B, H, W, 3], got shape {x.shape}")
     blocks = self.encoder(x)
@@ -136,8 +130,7 @@ class DepthNet(RegressionModel):
       d = up(d, size)
     mff = jnp.concatenate([up(b, out_size) for up, b in zip(self.mff_up, blocks)], axis=-1)
     mff = nnx.relu(self.mff_bn(self.mff_conv(mff)))
-    features = self.regressor(jnp.concatenate([d, mff], axis=-1))
-    return apply_head(self, features, targets, epoch), features
+    return self.regressor(jnp.concatenate([d, mff], axis=-1))
 
 
 # torchvision ResNet-50 parameter names → our encoder paths (BN: weight→scale, running_*→mean/var).

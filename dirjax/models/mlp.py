@@ -1,26 +1,22 @@
-"""Fully connected regressor: the tutorial's FCNet and, with ``hidden=()``, the synthetic linear model."""
+"""Fully connected encoder: the tutorial's FCNet and, with ``hidden=()``, the synthetic linear model."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dirjax.models import RegressionModel, apply_head, pytorch_linear
-
-if TYPE_CHECKING:
-  from dirjax.fds import FDS
+from dirjax.models.base import Encoder, pytorch_linear
 
 ACTIVATIONS = {"relu": nnx.relu, "gelu": nnx.gelu, "tanh": jnp.tanh, "silu": nnx.silu}
 
 
-class MLP(RegressionModel):
-  """``in_features → hidden... → out_dim``; every layer uses PyTorch's default Linear init.
+class MLP(Encoder):
+  """``in_features → hidden...`` (the head maps to ``out_dim``); PyTorch's default Linear init.
 
-  The tutorial's FCNet is ``MLP(13, (256, 256, 256), 1)``. ``features`` is the last hidden
+  The tutorial's FCNet is ``MLP(13, (256, 256, 256), 1)``. The features are the last hidden
   activation (after dropout), or the input itself when ``hidden=()``.
   """
 
@@ -33,7 +29,6 @@ class MLP(RegressionModel):
       dropout: float = 0.0,
       *,
       rngs: nnx.Rngs,
-      fds: FDS | None = None,
   ):
     if activation not in ACTIVATIONS:
       raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
@@ -44,14 +39,9 @@ class MLP(RegressionModel):
       [pytorch_linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
     self.activation = activation
     self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout > 0 else None
-    self.head = pytorch_linear(widths[-1], out_dim, rngs=rngs)
-    self.fds = fds
-    self.deterministic = False
+    self.feature_dim, self.out_dim = widths[-1], out_dim
 
-
-  def __call__(
-      self, x: jax.Array, targets: jax.Array | None = None, epoch: Any = None
-  ) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 2:
       raise ValueError(f"MLP expects inputs [B, in_features], got shape {x.shape}")
     act = ACTIVATIONS[self.activation]
@@ -60,4 +50,4 @@ class MLP(RegressionModel):
       h = act(layer(h))
     if self.dropout is not None:
       h = self.dropout(h)
-    return apply_head(self, h, targets, epoch), h
+    return h

@@ -1,4 +1,4 @@
-"""ResNet-18 / ResNet-50 regressors trained from scratch, as the DIR reference's ``resnet.py``.
+"""ResNet-18 / ResNet-50 encoders trained from scratch, as the DIR reference's ``resnet.py``.
 
 Reference (``imdb-wiki-dir/resnet.py``): torchvision-style ResNet (BasicBlock [2,2,2,2] for 18,
 Bottleneck [3,4,6,3] with the stride on the 3×3 conv and a 1×1 conv + BN downsample for 50), every
@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dirjax.models import RegressionModel, apply_head, pytorch_linear
-
-if TYPE_CHECKING:
-  from dirjax.fds import FDS
+from dirjax.models.base import Encoder
 
 # PyTorch BatchNorm2d(momentum=0.1) keeps 0.9 of the old running value, eps 1e-5.
 BN_MOMENTUM = 0.9
@@ -108,8 +105,9 @@ def _downsample(in_planes: int, out_planes: int, stride: int, *, conv: Callable,
 ARCHITECTURES = {18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}
 
 
-class ResNet(RegressionModel):
-  """ResNet-18/50 backbone + linear ``head``: ``model(x [B,H,W,C]) -> (pred [B,out_dim], encoding)``.
+class ResNet(Encoder):
+  """ResNet-18/50 backbone: ``encoder(x [B,H,W,C]) -> encoding [B, feature_dim]`` (float32); the
+  default linear head maps it to ``out_dim``.
 
   The encoding is 512-d (ResNet-18) or 2048-d (ResNet-50, the IMDB-WIKI/AgeDB-DIR backbone).
   """
@@ -126,7 +124,6 @@ class ResNet(RegressionModel):
       width: int = 64,
       stage_sizes: tuple[int, ...] | None = None,
       rngs: nnx.Rngs,
-      fds: FDS | None = None,
   ):
     if depth not in ARCHITECTURES:
       raise ValueError(f"ResNet depth must be one of {sorted(ARCHITECTURES)}, got {depth}")
@@ -167,15 +164,9 @@ class ResNet(RegressionModel):
         blocks.append(block(in_planes, planes, stride, conv=conv, norm=norm, rngs=rngs))
         in_planes = planes * block.expansion
     self.blocks = nnx.List(blocks)
-    self.feature_dim = in_planes
-    self.head = pytorch_linear(in_planes, out_dim, rngs=rngs)
-    self.fds = fds
-    self.deterministic = False
+    self.feature_dim, self.out_dim = in_planes, out_dim
 
-
-  def __call__(
-      self, x: jax.Array, targets: jax.Array | None = None, epoch: Any = None
-  ) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4:
       raise ValueError(f"ResNet expects NHWC images [B, H, W, C], got shape {x.shape}")
     if self.dtype is not None:
@@ -185,6 +176,5 @@ class ResNet(RegressionModel):
       y = nnx.max_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for block in self.blocks:
       y = block(y)
-    # Global average pool (AvgPool2d(7) on the reference's 7×7 map); head and features in float32.
-    features = y.astype(jnp.float32).mean(axis=(1, 2))
-    return apply_head(self, features, targets, epoch), features
+    # Global average pool (AvgPool2d(7) on the reference's 7×7 map); features (and head) in float32.
+    return y.astype(jnp.float32).mean(axis=(1, 2))

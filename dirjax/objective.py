@@ -1,0 +1,106 @@
+"""The training objective: a sum of terms, each built from its own config section.
+
+A term is a pure, jit-able function `term(inputs: TermInputs) -> scalar` of what the training step
+has (see `TermInputs`). The main term is `config.loss` (`dirjax.losses.build_term`: a regression
+loss or a Balanced-MSE estimator); `config.regularizers` (label → section, empty by default) adds
+more. A section's `name` picks its builder from `TERMS` or is the import path of the user's own,
+`"my_project.terms:build"`, called as `build(section, config, bundle) -> term` once at set-up, on
+the host (it may fit priors, build tables, read `bundle.train_labels`).
+
+Per-sample weights (`config.reweight`, `dirjax.weighting.sample_weights`) are computed once per
+batch and handed to every term; whether a term uses them is its own choice (Balanced MSE does not).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+
+from dirjax import losses, weighting
+
+# Registered extra terms: name -> "module:builder" (imported only when a config names it).
+TERMS: dict[str, str] = {}
+
+
+class TermInputs(NamedTuple):
+  """Everything a term may read, for one (global) training batch."""
+  preds: jax.Array              # head output [B, d] or [B, H, W, 1]
+  features: jax.Array           # raw encoder features [B, D] or [B, H, W, D]
+  calibrated: jax.Array         # features after FDS (the head's input; = features without FDS)
+  targets: jax.Array            # [B, d] or [B, H, W, 1]
+  weights: jax.Array | None     # per-sample (or per-pixel) weights of `config.reweight`, or None
+  mask: jax.Array               # valid rows [B] (padding of the last batch is 0), per element when dense
+  epoch: jax.Array              # int32 scalar
+  rng: jax.Array                # a key for this step (e.g. sampling), fresh every step
+  noise_sigma: jax.Array | None  # Balanced MSE's σ (the model's `noise_sigma`), or None
+  batch: dict                   # the whole batch, e.g. a second augmented view of the inputs
+  model: Callable[..., Any]     # the model being differentiated: `model(x, targets, epoch) -> Outputs`
+
+
+Term = Callable[[TermInputs], jax.Array]
+
+
+def element_mask(batch: dict[str, jax.Array]) -> jax.Array:
+  """Row mask `valid` [B], combined with a dense task's per-element `mask` when present."""
+  valid = batch["valid"]
+  if "mask" not in batch:
+    return valid
+  element = batch["mask"].astype(bool)
+  return element & valid.reshape((-1,) + (1,) * (element.ndim - 1))
+
+
+def builder_of(name: str) -> Callable[..., Term]:
+  """The builder of a registered term name or of an import path `"package.module:function"`."""
+  path = TERMS.get(name, name)
+  if not isinstance(path, str) or path.count(":") != 1:
+    raise ValueError(f"unknown objective term {name!r}; choose one of {sorted(TERMS)} or give the import "
+                     "path of your own builder as 'package.module:function'")
+  module_name, function = path.split(":")
+  try:
+    return getattr(importlib.import_module(module_name), function)
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f"objective term {name!r}: cannot import {function!r} from {module_name!r} ({e})") from e
+
+
+class Objective:
+  """Σ of the terms of `build`, with the per-sample weights of `config.reweight`."""
+
+  def __init__(self, terms: dict[str, Term], sample_weights: Callable[[dict], jax.Array | None]):
+    self.terms = terms
+    self.sample_weights = sample_weights
+
+  def __call__(self, model: Any, batch: dict[str, jax.Array], epoch: jax.Array,
+               rng: jax.Array) -> tuple[jax.Array, Any]:
+    """(total loss, model outputs) of `model` (a `Regressor` in training mode) on `batch`: a pure
+    function of the model's variables, so a step rule may differentiate or call it more than once."""
+    targets = batch["targets"]
+    outputs = model(batch["inputs"], targets=targets, epoch=epoch)
+    sigma = None if model.noise_sigma is None else model.noise_sigma[...]
+    inputs = TermInputs(outputs.preds, outputs.features, outputs.calibrated, targets, self.sample_weights(batch),
+                        element_mask(batch), epoch, rng, sigma, batch, model)
+    values = [term(inputs) for term in self.terms.values()]
+    total = values[0]
+    for value in values[1:]:
+      total = total + value
+    return total, outputs
+
+
+def init_noise_sigma(config: ml_collections.ConfigDict) -> float | None:
+  """σ₀ of the model's `noise_sigma`: set when the main loss is a Balanced-MSE estimator."""
+  return losses.init_noise_sigma(config.loss)
+
+
+def build(config: ml_collections.ConfigDict, bundle: Any) -> Objective:
+  """The objective of `config`: the main term `config.loss`, then `config.regularizers` in order."""
+  terms = {"loss": losses.build_term(config.loss, config, bundle)}
+  for label, section in config.get("regularizers", {}).items():
+    if label in terms:
+      raise ValueError(f"regularizers.{label}: the label {label!r} is taken by the main loss")
+    if "name" not in section:
+      raise ValueError(f"regularizers.{label} needs a 'name' (one of {sorted(TERMS)} or 'package.module:function')")
+    terms[label] = builder_of(section["name"])(section, config, bundle)
+  return Objective(terms, weighting.sample_weights(config.reweight, bundle))
