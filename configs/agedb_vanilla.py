@@ -1,6 +1,6 @@
 """AgeDB-DIR, Vanilla: L1 loss, no re-weighting (stage 1; also the base model of the RRT / Balanced-MSE runs).
 
-Reference: DIR paper Table 2 (not re-read, landscape.md A.1): MAE all 7.77, many 6.62, medium 9.55, few 13.67.
+Reference: DIR paper Table 2 (not re-read): MAE all 7.77, many 6.62, medium 9.55, few 13.67.
 ResNet-50 from scratch, 224² inputs, batch 256, Adam; recipe and deviations in `configs/age_common.py`.
 
 Run:
@@ -14,4 +14,5 @@ from configs import age_common
 
 
 def get_config(arg: str = ""):
-  return age_common.get_config("agedb", "vanilla", arg)
+  c = age_common.base_config("agedb")
+  return age_common.for_arg(c, arg)
