@@ -1,14 +1,16 @@
-"""Shared builder of the IMDB-WIKI-DIR / AgeDB-DIR experiment configs (`configs/{imdb,agedb}_*.py`).
+"""Dataset base and smoke switch of the IMDB-WIKI-DIR / AgeDB-DIR experiment configs (`configs/{imdb,agedb}_*.py`).
 
-Stage-1 recipe of the DIR reference (`agedb-dir/train.py`, `imdb-wiki-dir/train.py`, README): ResNet-50
-from scratch on 224² faces, L1 loss, Adam (no weight decay) lr 1e-3, 90 epochs, LR ×0.1 at epochs 60 and
-80, batch 256, model selection on val MAE, test of the best checkpoint. LDS/FDS use the paper's gaussian
-ks 5, σ 2 on both datasets (the README commands; AgeDB's CLI defaults ks 9, σ 1 are not the paper
-setting, docs/deviations.md R17). RRT (`--retrain_fc`) and the Balanced-MSE recipe (BalancedMSE
-`imdb-wiki-dir/train.py`) are stage-2 runs that load a finished vanilla run (`init_from`) and train only
-the linear `head`. SMOTER / SMOGN train the stage-1 recipe on the resampled training set
-(`data.resample`, `dirjax.data.smogn`).
-Balanced MSE on AgeDB-DIR has no reference run; its configs use the IMDB-WIKI recipe by analogy.
+Each experiment file starts from `base_config(dataset)`, writes its method's settings, and ends with
+`for_arg(c, arg)`. The base is the stage-1 recipe of the DIR reference (YyzHarry/imbalanced-regression
+`imdb-wiki-dir/train.py`, `agedb-dir/train.py`): ResNet-50 from scratch on 224² faces, L1 loss, Adam
+(no weight decay) lr 1e-3, 90 epochs, LR ×0.1 at epochs 60 and 80, batch 256, model selection on
+val MAE, test of the best checkpoint. LDS/FDS use the paper's gaussian ks 5, σ 2 on both datasets
+(the README commands; the argparse defaults of `agedb-dir/train.py`, ks 9 and σ 1, are not the paper
+setting). RRT (`--retrain_fc`) and the Balanced-MSE recipe (jiawei-ren/BalancedMSE
+`imdb-wiki-dir/README.md`) are stage-2 runs that load a finished vanilla run (`init_from`) and train
+only the linear `head`. SMOTER / SMOGN train the stage-1 recipe on the resampled training set
+(`data.resample`, `dirjax.data.smogn`). Balanced MSE on AgeDB-DIR has no reference run; its configs
+use the IMDB-WIKI recipe by analogy.
 
 On AgeDB-DIR's training ages the smogn package's box-plot relevance (control points (1, 0),
 (43, 0), (90, 1)) marks ages ≥ 67 as rare and nothing at the young end (no low box-plot outliers),
@@ -24,7 +26,6 @@ DATASETS = {
   "imdb": ("imdb_wiki_dir", "imdb_wiki.csv", 0),
   "agedb": ("agedb_dir", "agedb.csv", 3),
 }
-METHODS = ("vanilla", "sqinv", "lds", "fds", "lds_fds", "focal", "rrt", "gai", "bmc", "bni", "smoter", "smogn")
 INIT_FROM_REQUIRED = "SET --config.init_from=<workdir of a finished vanilla run>"
 
 
@@ -48,7 +49,8 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
     # SMOTER / SMOGN training set (`dirjax.data.smogn`; defaults of the smogn package), off when "".
     "resample": ml_collections.ConfigDict({"method": "", "k": 5, "pert": 0.02, "threshold": 0.5,
                                            "thumbnail": 16})})
-  # bn_groups=4: BatchNorm statistics over 64-sample groups, as DataParallel on the 4 GPUs of the reference (row 22).
+  # bn_groups=4: BatchNorm statistics over 64-sample groups, as DataParallel on the reference's 4 GPUs
+  # (docs/deviations.md, row 22).
   c.model = ml_collections.ConfigDict({"name": "resnet50", "out_dim": 1, "bn_groups": 4})
 
   c.loss = ml_collections.ConfigDict({
@@ -78,59 +80,18 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   return c
 
 
-def _stage2(c: ml_collections.ConfigDict) -> None:
-  """RRT: re-initialise the linear head and train only it on top of a finished vanilla run."""
-  c.init_from = INIT_FROM_REQUIRED
-  c.train_only = "head"
-
-
-def apply_method(c: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
-  """Sets the method-specific values (paper / README hyper-parameters) on a base config."""
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
-  if method in ("sqinv", "lds", "fds", "lds_fds", "rrt"):
-    c.reweight.method = "sqrt_inv"
-  if method in ("lds", "lds_fds"):
-    c.reweight.lds = True
-  if method in ("fds", "lds_fds"):
-    c.fds.enabled = True
-  if method == "focal":
-    c.loss.name = "focal_l1"
-    c.loss.kwargs = {"activate": "sigmoid", "beta": 0.2, "gamma": 1.0}
-  if method in ("smoter", "smogn"):
-    c.data.resample.method = method  # plain L1 on the resampled training set (DIR paper Tables 1–2)
-  if method == "rrt":
-    _stage2(c)  # same schedule as stage 1 (90 epochs, lr 1e-3, milestones 60/80)
-  if method in ("gai", "bmc", "bni"):
-    _stage2(c)
-    c.loss.name = method
-    c.loss.init_noise_sigma = 10.0  # noise variance 100 years²
-    c.loss.fix_noise_sigma = False  # σ is learned with its own lr 0.01
-    c.loss.sigma_lr = 1e-2
-    c.loss.prior = {"gai": "gmm", "bmc": "", "bni": "buckets"}[method]
-    c.optimizer.lr = 1e-4
-    c.num_epochs = 10  # milestones 60/80 are never reached: constant lr
-    c.eval.balanced_metric = True  # select on val bMAE
-    c.report.metrics = ("balanced/bmae", "all/mae", "many/mae", "medium/mae", "few/mae")
-  return c
-
-
-def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """One step on tiny data with a tiny model (the tests' end-to-end check; they set data_dir)."""
-  c.num_epochs = 1
-  c.batch_size = c.eval_batch_size = 8
-  c.input_threads = 0
-  c.data.img_size = 32
-  c.model = ml_collections.ConfigDict({"name": "resnet18", "out_dim": 1, "bn_groups": 4, "width": 4,
-                                      "stage_sizes": (1, 1, 1, 1)})
-  c.loss.gmm_components = 2  # the fixtures have only a handful of distinct ages
-  c.log_every_steps = 1
-  return c
-
-
-def get_config(dataset: str, method: str, arg: str = "") -> ml_collections.ConfigDict:
-  """`configs/<dataset>_<method>.py:get_config(arg)`; `arg == "smoke"` gives the one-step version."""
+def for_arg(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
+  """`c` for `arg == ""`; for `arg == "smoke"` its one-step version on tiny data with a tiny model (the
+  tests' end-to-end check; they set data_dir)."""
   if arg not in ("", "smoke"):
     raise ValueError(f"unknown config argument {arg!r}; use '' or 'smoke'")
-  c = apply_method(base_config(dataset), method)
-  return smoke(c) if arg == "smoke" else c
+  if arg == "smoke":
+    c.num_epochs = 1
+    c.batch_size = c.eval_batch_size = 8
+    c.input_threads = 0
+    c.data.img_size = 32
+    c.model = ml_collections.ConfigDict({"name": "resnet18", "out_dim": 1, "bn_groups": 4, "width": 4,
+                                        "stage_sizes": (1, 1, 1, 1)})
+    c.loss.gmm_components = 2  # the fixtures have only a handful of distinct ages
+    c.log_every_steps = 1
+  return c

@@ -1,4 +1,4 @@
-"""AgeDB-DIR, SQINV + FDS: feature smoothing (gaussian ks 5, σ 2, momentum 0.9, start_update 0, start_smooth 1) with SQINV weights, as the README's 'base method SQINV' table (its FDS command omits --reweight; docs/deviations.md R17).
+"""AgeDB-DIR, SQINV + FDS: feature smoothing (gaussian ks 5, σ 2, momentum 0.9, start_update 0, start_smooth 1) with SQINV weights, as the README's 'base method SQINV' table (its FDS command omits --reweight).
 
 Reference: agedb-dir/README.md (reproduced model): MAE 7.69 / 7.11 / 8.86 / 9.98.
 ResNet-50 from scratch, 224² inputs, batch 256, Adam; recipe and deviations in `configs/age_common.py`.
@@ -14,4 +14,7 @@ from configs import age_common
 
 
 def get_config(arg: str = ""):
-  return age_common.get_config("agedb", "fds", arg)
+  c = age_common.base_config("agedb")
+  c.reweight.method = "sqrt_inv"  # SQINV: weights ∝ 1/sqrt(n_age), mean 1
+  c.fds.enabled = True  # FDS: smooth the feature statistics (gaussian ks 5, σ 2)
+  return age_common.for_arg(c, arg)

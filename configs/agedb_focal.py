@@ -14,4 +14,7 @@ from configs import age_common
 
 
 def get_config(arg: str = ""):
-  return age_common.get_config("agedb", "focal", arg)
+  c = age_common.base_config("agedb")
+  c.loss.name = "focal_l1"
+  c.loss.kwargs = {"activate": "sigmoid", "beta": 0.2, "gamma": 1.0}
+  return age_common.for_arg(c, arg)

@@ -1,4 +1,7 @@
-"""AgeDB-DIR, RRT: stage 2 on a finished vanilla run: head re-initialised and trained alone with SQINV weights, same 90-epoch schedule (BatchNorm statistics still updated, docs/deviations.md R8).
+"""AgeDB-DIR, RRT: stage 2 on a finished vanilla run: head re-initialised and trained alone with SQINV weights, same 90-epoch schedule.
+
+BatchNorm running statistics still move, as in the reference, whose `--retrain_fc` trains in
+`model.train()` mode.
 
 Reference: DIR paper Table 2 (not re-read): MAE 7.74 / 6.98 / 8.79 / 11.99.
 ResNet-50 from scratch, 224² inputs, batch 256, Adam; recipe and deviations in `configs/age_common.py`.
@@ -16,4 +19,10 @@ from configs import age_common
 
 
 def get_config(arg: str = ""):
-  return age_common.get_config("agedb", "rrt", arg)
+  c = age_common.base_config("agedb")
+  c.reweight.method = "sqrt_inv"  # SQINV: weights ∝ 1/sqrt(n_age), mean 1
+  # Stage 2 on a finished vanilla run: re-initialise the linear head and train only it, with the
+  # stage-1 schedule (90 epochs, lr 1e-3, milestones 60/80).
+  c.init_from = age_common.INIT_FROM_REQUIRED
+  c.train_only = "head"
+  return age_common.for_arg(c, arg)

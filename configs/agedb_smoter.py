@@ -18,4 +18,6 @@ from configs import age_common
 
 
 def get_config(arg: str = ""):
-  return age_common.get_config("agedb", "smoter", arg)
+  c = age_common.base_config("agedb")
+  c.data.resample.method = "smoter"  # plain L1 on the resampled training set (DIR paper Tables 1–2)
+  return age_common.for_arg(c, arg)

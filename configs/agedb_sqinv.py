@@ -14,4 +14,6 @@ from configs import age_common
 
 
 def get_config(arg: str = ""):
-  return age_common.get_config("agedb", "sqinv", arg)
+  c = age_common.base_config("agedb")
+  c.reweight.method = "sqrt_inv"  # SQINV: weights ∝ 1/sqrt(n_age), mean 1
+  return age_common.for_arg(c, arg)

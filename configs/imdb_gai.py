@@ -21,4 +21,17 @@ from configs import age_common
 
 
 def get_config(arg: str = ""):
-  return age_common.get_config("imdb", "gai", arg)
+  c = age_common.base_config("imdb")
+  # Stage 2 on a finished vanilla run: re-initialise the linear head and train only it.
+  c.init_from = age_common.INIT_FROM_REQUIRED
+  c.train_only = "head"
+  c.loss.name = "gai"
+  c.loss.prior = "gmm"  # GMM of loss.gmm_components (8) components, fitted on the training ages
+  c.loss.init_noise_sigma = 10.0  # noise variance 100 years²
+  c.loss.fix_noise_sigma = False  # σ is learned with its own lr 0.01
+  c.loss.sigma_lr = 1e-2
+  c.optimizer.lr = 1e-4
+  c.num_epochs = 10  # milestones 60/80 are never reached: constant lr
+  c.eval.balanced_metric = True  # select on val bMAE
+  c.report.metrics = ("balanced/bmae", "all/mae", "many/mae", "medium/mae", "few/mae")
+  return age_common.for_arg(c, arg)

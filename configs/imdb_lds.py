@@ -14,4 +14,7 @@ from configs import age_common
 
 
 def get_config(arg: str = ""):
-  return age_common.get_config("imdb", "lds", arg)
+  c = age_common.base_config("imdb")
+  c.reweight.method = "sqrt_inv"  # SQINV: weights ∝ 1/sqrt(n_age), mean 1
+  c.reweight.lds = True  # LDS: smooth the age histogram with the base kernel (gaussian ks 5, σ 2)
+  return age_common.for_arg(c, arg)

@@ -14,4 +14,5 @@ from configs import age_common
 
 
 def get_config(arg: str = ""):
-  return age_common.get_config("imdb", "vanilla", arg)
+  c = age_common.base_config("imdb")
+  return age_common.for_arg(c, arg)

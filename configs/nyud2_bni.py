@@ -15,4 +15,11 @@ from configs import nyud2_common
 
 
 def get_config(arg: str = ""):
-  return nyud2_common.get_config("bni", arg)
+  c = nyud2_common.base_config()
+  # README: --bmse --imp bni --init_noise_sigma 1.0 --fix_noise_sigma
+  c.loss.name = "bni"
+  c.loss.prior = "buckets"  # the reference's pixel counts per 0.1 m bucket (TRAIN_BUCKET_NUM)
+  c.loss.init_noise_sigma = 1.0
+  c.loss.fix_noise_sigma = True
+  c.data.loss_min_depth = 0.7  # the Balanced-MSE domain: loss on pixels with depth ≥ 0.7 m
+  return nyud2_common.for_arg(c, arg)

@@ -1,17 +1,19 @@
-"""Shared builder of the NYUD2-DIR experiment configs (`configs/nyud2_*.py`).
+"""Dataset base and smoke switch of the NYUD2-DIR experiment configs (`configs/nyud2_*.py`).
 
-Reference recipe (`nyud2-dir/train.py`, `test.py`, `util.py`): Hu et al. depth network on an ImageNet-pretrained
-ResNet-50, per-pixel weighted MSE over every pixel (no invalid-pixel mask), Adam lr 1e-4 with
-coupled weight decay 1e-4, LR ×0.1 after epoch 5, 10 epochs, batch 32; after every epoch the FDS
-statistics pass over the fixed 600-image subset and a test-set evaluation that also selects the
-best model (there is no validation split, docs/deviations.md R14). Metrics: RMSE etc. over the balanced test mask
-per shot. LDS = inverse weights of the gaussian (ks 5, σ 2) smoothed bucket counts (scipy
-'reflect' boundary); FDS over buckets 7..99 with calibration clip [0.2, 5], NYUD2's snapshot
-(non-aliased) last-epoch statistics and its whole-bucket zero-variance rule (R11). Balanced MSE
-(BalancedMSE `nyud2-dir/train.py`): GAI (16-component GMM of the reference's synthetic labels) or
-BNI (bucket prior), σ fixed at 1 m, loss only on pixels with depth ≥ 0.7 m. The LDS weight table
-and the BNI prior come from the reference's pixel counts `TRAIN_BUCKET_NUM` (the data bundle's
-`train_bin_counts`), the GMM from its 3,644 synthetic labels, as in the reference.
+Each experiment file starts from `base_config()`, writes its method's settings, and ends with
+`for_arg(c, arg)`. Reference recipe (YyzHarry/imbalanced-regression `nyud2-dir/train.py`): Hu et al.
+depth network on an ImageNet-pretrained ResNet-50, per-pixel weighted MSE over every pixel (no
+invalid-pixel mask), Adam lr 1e-4 with coupled weight decay 1e-4, LR ×0.1 after epoch 5, 10 epochs,
+batch 32; after every epoch the FDS statistics pass over the fixed 600-image subset and a test-set
+evaluation that also selects the best model (there is no validation split). Metrics: RMSE etc. over
+the balanced test mask per shot. LDS = inverse weights of the gaussian (ks 5, σ 2) smoothed bucket
+counts (scipy 'reflect' boundary); FDS over buckets 7..99 with calibration clip [0.2, 5], NYUD2's
+snapshot (non-aliased) last-epoch statistics and its whole-bucket zero-variance rule
+(docs/deviations.md, reference quirks). Balanced MSE (jiawei-ren/BalancedMSE `nyud2-dir/README.md`):
+GAI (16-component GMM of the reference's synthetic labels) or BNI (bucket prior), σ fixed at 1 m,
+loss only on pixels with depth ≥ 0.7 m. The LDS weight table and the BNI prior come from the
+reference's pixel counts `TRAIN_BUCKET_NUM` (the data bundle's `train_bin_counts`), the GMM from its
+3,644 synthetic labels, as in the reference.
 
 Deviation: ImageNet weights cannot be downloaded here — without `model.encoder_weights` (a
 converted checkpoint, see `dirjax.models.depth`) the encoder trains from scratch and the README
@@ -20,10 +22,9 @@ numbers are out of reach.
 
 import ml_collections
 
-METHODS = ("vanilla", "lds", "fds", "gai", "bni")
-
 
 def base_config() -> ml_collections.ConfigDict:
+  """Vanilla run: per-pixel MSE, no re-weighting, no FDS."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.num_epochs = 10
@@ -63,36 +64,15 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def apply_method(c: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
-  if method == "lds":  # README: --reweight inverse --lds --lds_kernel gaussian --lds_ks 5 --lds_sigma 2
-    c.reweight.method = "inverse"
-    c.reweight.lds = True
-  if method == "fds":  # README: --fds --fds_kernel gaussian --fds_ks 5 --fds_sigma 2
-    c.fds.enabled = True
-  if method in ("gai", "bni"):  # README: --bmse --imp gai|bni --init_noise_sigma 1.0 --fix_noise_sigma
-    c.loss.name = method
-    c.loss.init_noise_sigma = 1.0
-    c.loss.fix_noise_sigma = True
-    c.loss.prior = "gmm" if method == "gai" else "buckets"
-    c.data.loss_min_depth = 0.7
-  return c
-
-
-def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """One step on a tiny fixture with a tiny network (the tests set data_dir)."""
-  c.num_epochs = 1
-  c.batch_size = c.eval_batch_size = 4
-  c.input_threads = 0
-  c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)
-  c.log_every_steps = 1
-  return c
-
-
-def get_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
-  """`configs/nyud2_<method>.py:get_config(arg)`; `arg == "smoke"` gives the one-step version."""
+def for_arg(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
+  """`c` for `arg == ""`; for `arg == "smoke"` one step on a tiny fixture with a tiny network (the tests
+  set data_dir)."""
   if arg not in ("", "smoke"):
     raise ValueError(f"unknown config argument {arg!r}; use '' or 'smoke'")
-  c = apply_method(base_config(), method)
-  return smoke(c) if arg == "smoke" else c
+  if arg == "smoke":
+    c.num_epochs = 1
+    c.batch_size = c.eval_batch_size = 4
+    c.input_threads = 0
+    c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)
+    c.log_every_steps = 1
+  return c

@@ -15,4 +15,6 @@ from configs import nyud2_common
 
 
 def get_config(arg: str = ""):
-  return nyud2_common.get_config("fds", arg)
+  c = nyud2_common.base_config()
+  c.fds.enabled = True  # README: --fds --fds_kernel gaussian --fds_ks 5 --fds_sigma 2
+  return nyud2_common.for_arg(c, arg)

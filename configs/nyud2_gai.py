@@ -15,4 +15,11 @@ from configs import nyud2_common
 
 
 def get_config(arg: str = ""):
-  return nyud2_common.get_config("gai", arg)
+  c = nyud2_common.base_config()
+  # README: --bmse --imp gai --init_noise_sigma 1.0 --fix_noise_sigma
+  c.loss.name = "gai"
+  c.loss.prior = "gmm"  # GMM of loss.gmm_components (16) components of the reference's synthetic labels
+  c.loss.init_noise_sigma = 1.0
+  c.loss.fix_noise_sigma = True
+  c.data.loss_min_depth = 0.7  # the Balanced-MSE domain: loss on pixels with depth ≥ 0.7 m
+  return nyud2_common.for_arg(c, arg)

@@ -15,4 +15,8 @@ from configs import nyud2_common
 
 
 def get_config(arg: str = ""):
-  return nyud2_common.get_config("lds", arg)
+  c = nyud2_common.base_config()
+  # README: --reweight inverse --lds --lds_kernel gaussian --lds_ks 5 --lds_sigma 2
+  c.reweight.method = "inverse"
+  c.reweight.lds = True
+  return nyud2_common.for_arg(c, arg)

@@ -15,4 +15,5 @@ from configs import nyud2_common
 
 
 def get_config(arg: str = ""):
-  return nyud2_common.get_config("vanilla", arg)
+  c = nyud2_common.base_config()
+  return nyud2_common.for_arg(c, arg)

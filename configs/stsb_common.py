@@ -1,11 +1,12 @@
-"""Shared builder of the STS-B-DIR experiment configs (`configs/stsb_*.py`).
+"""Dataset base and smoke switch of the STS-B-DIR experiment configs (`configs/stsb_*.py`).
 
-Reference recipe (`sts-b-dir/train.py`, `trainer.py`): MSE loss, Adam lr 1e-4 with coupled weight decay
-1e-5, gradient-norm clip 5, batch 128, model selection on dev (`val`) overall MSE, test of the
-best model; LDS = inverse weights of the gaussian (ks 5, σ 2) smoothed 50-bin histogram (zero
-padding, no clip); FDS over 50 buckets (gaussian ks 5, σ 2, momentum 0.9, start_update 0,
-start_smooth 1, calibration clip [0.5, 2], STS-B's aliasing of the last-epoch statistics (docs/deviations.md row 16) and
-its empty-bucket fill-in).
+Each experiment file starts from `base_config(arg)`, writes its method's settings, and ends with
+`for_arg(c, arg)`. Reference recipe (YyzHarry/imbalanced-regression `sts-b-dir/train.py`): MSE loss,
+Adam lr 1e-4 with coupled weight decay 1e-5, gradient-norm clip 5, batch 128, model selection on dev
+(`val`) overall MSE, test of the best model; LDS = inverse weights of the gaussian (ks 5, σ 2)
+smoothed 50-bin histogram (zero padding, no clip); FDS over 50 buckets (gaussian ks 5, σ 2, momentum
+0.9, start_update 0, start_smooth 1, calibration clip [0.5, 2], STS-B's aliasing of the last-epoch
+statistics (docs/deviations.md, row 16) and its empty-bucket fill-in).
 
 Label scale: we regress the 0–5 score (the reference regresses score/5): the MSE is 25× the
 reference's, so weight decay and the clip norm are ×25 (2.5e-4, 125); with Adam, which ignores a
@@ -21,12 +22,20 @@ per-epoch dev selection instead of the reference's every-400-iterations validati
 
 import ml_collections
 
-METHODS = ("vanilla", "lds", "fds", "bmc")
 ARGS = ("", "smoke", "bilstm", "bilstm_smoke")
 SCORE_SCALE2 = 25.0  # (5)², the loss-scale factor of regressing the score instead of score/5
 
 
-def base_config(encoder: str) -> ml_collections.ConfigDict:
+def _check(arg: str) -> None:
+  if arg not in ARGS:
+    raise ValueError(f"unknown config argument {arg!r}; use one of {ARGS}")
+
+
+def base_config(arg: str = "") -> ml_collections.ConfigDict:
+  """Vanilla MSE run; `arg` ("", "smoke", "bilstm", "bilstm_smoke") picks the encoder: frozen MiniLM + MLP,
+  or the paper's BiLSTM for "bilstm*"."""
+  _check(arg)
+  encoder = "bilstm" if arg.startswith("bilstm") else "minilm"
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.num_epochs = 100 if encoder == "minilm" else 20  # MLP: 4,200 steps at lr 1e-4 (dev MSE flat by then)
@@ -73,40 +82,18 @@ def base_config(encoder: str) -> ml_collections.ConfigDict:
   return c
 
 
-def apply_method(c: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; valid: {METHODS}")
-  if method == "lds":  # README: --reweight inverse --lds --lds_kernel gaussian --lds_ks 5 --lds_sigma 2
-    c.reweight.method = "inverse"
-    c.reweight.lds = True
-  if method == "fds":  # README: --fds --fds_kernel gaussian --fds_ks 5 --fds_sigma 2
-    c.fds.enabled = True
-  if method == "bmc":
-    # No STS-B run in Balanced MSE; our choice: σ₀ = 1 score unit (σ² ≈ the vanilla dev MSE,
-    # the typical error), learned with lr 1e-2 as the IMDB-WIKI recipe; batch-based Monte-Carlo.
-    c.loss.name = "bmc"
-    c.loss.init_noise_sigma = 1.0
-    c.loss.fix_noise_sigma = False
-    c.loss.sigma_lr = 1e-2
+def for_arg(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
+  """`c` for "" / "bilstm"; for "smoke" / "bilstm_smoke" one step on a tiny fixture with a tiny model (the
+  tests set data_dir)."""
+  _check(arg)
+  if arg.endswith("smoke"):
+    c.num_epochs = 1
+    c.batch_size = c.eval_batch_size = 8
+    c.log_every_steps = 1
+    c.checkpoint.every_epochs = 1
+    if c.model.name == "mlp":
+      c.model.hidden = (16,)
+    else:
+      c.model.hidden, c.model.embed_dim, c.model.num_layers = 8, 300, 1
   return c
 
-
-def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """One step on a tiny fixture with a tiny model (the tests set data_dir)."""
-  c.num_epochs = 1
-  c.batch_size = c.eval_batch_size = 8
-  c.log_every_steps = 1
-  c.checkpoint.every_epochs = 1
-  if c.model.name == "mlp":
-    c.model.hidden = (16,)
-  else:
-    c.model.hidden, c.model.embed_dim, c.model.num_layers = 8, 300, 1
-  return c
-
-
-def get_config(method: str, arg: str = "") -> ml_collections.ConfigDict:
-  """`configs/stsb_<method>.py:get_config(arg)`; arg in '', 'smoke', 'bilstm', 'bilstm_smoke'."""
-  if arg not in ARGS:
-    raise ValueError(f"unknown config argument {arg!r}; use one of {ARGS}")
-  c = apply_method(base_config("bilstm" if arg.startswith("bilstm") else "minilm"), method)
-  return smoke(c) if arg.endswith("smoke") else c

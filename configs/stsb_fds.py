@@ -18,4 +18,6 @@ from configs import stsb_common
 
 
 def get_config(arg: str = ""):
-  return stsb_common.get_config("fds", arg)
+  c = stsb_common.base_config(arg)
+  c.fds.enabled = True  # README: --fds --fds_kernel gaussian --fds_ks 5 --fds_sigma 2
+  return stsb_common.for_arg(c, arg)

@@ -18,4 +18,8 @@ from configs import stsb_common
 
 
 def get_config(arg: str = ""):
-  return stsb_common.get_config("lds", arg)
+  c = stsb_common.base_config(arg)
+  # README: --reweight inverse --lds --lds_kernel gaussian --lds_ks 5 --lds_sigma 2
+  c.reweight.method = "inverse"
+  c.reweight.lds = True
+  return stsb_common.for_arg(c, arg)

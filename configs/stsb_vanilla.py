@@ -18,4 +18,5 @@ from configs import stsb_common
 
 
 def get_config(arg: str = ""):
-  return stsb_common.get_config("vanilla", arg)
+  c = stsb_common.base_config(arg)
+  return stsb_common.for_arg(c, arg)

@@ -1,7 +1,7 @@
 """Training-step throughput of dirjax on an accelerator (results: docs/benchmarks.md).
 
 Times the trainer's own jitted functions (`dirjax.train.Experiment`: `train_step`, `fds_step`,
-`fds_update`) for the IMDB-WIKI-DIR recipes of `configs/age_common.py` (ResNet-50, 224², global
+`fds_update`) for the IMDB-WIKI-DIR experiments `configs/imdb_<method>.py` (ResNet-50, 224², global
 batch 256, Adam), one per method:
 
   vanilla (L1) · lds (SQINV + LDS: per-bin weights looked up on device) · fds (SQINV + FDS:
@@ -36,6 +36,7 @@ Commands, columns and results: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import platform
@@ -52,7 +53,6 @@ import numpy as np
 import optax
 from flax import nnx
 
-from configs import age_common
 from dirjax import fds as fds_lib
 from dirjax import sharding, train
 
@@ -75,7 +75,7 @@ def age_labels(n: int, seed: int = 0) -> np.ndarray:
 
 def bench_config(method: str, dtype: str, size: dict, bn_groups: int | None) -> ml_collections.ConfigDict:
   """The IMDB-WIKI-DIR config of `method` with the benchmark-only changes of the module docstring."""
-  c = age_common.get_config("imdb", method)
+  c = importlib.import_module(f"configs.imdb_{method}").get_config()
   c.batch_size = c.eval_batch_size = size["batch"]
   c.input_threads = 0
   c.init_from, c.train_only = "", ""

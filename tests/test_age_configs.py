@@ -22,8 +22,9 @@ def load(name: str, arg: str = ""):
 def test_reference_hyper_parameters(name):
   dataset, method = name.split("_", 1)
   c = load(name)
-  # DIR `agedb-dir/train.py` defaults and README: ResNet-50, Adam 1e-3 (no weight decay), 90 epochs, ×0.1 at 60 and 80,
-  # batch 256, 224² images; bucket_start 0 (IMDB-WIKI) / 3 (AgeDB); max_target 121; shots 100 / 20.
+  # imbalanced-regression {imdb-wiki,agedb}-dir/train.py + README commands: ResNet-50, Adam 1e-3 (no weight
+  # decay), 90 epochs, ×0.1 at 60 and 80, batch 256, 224² images; bucket_start 0 (IMDB-WIKI) / 3 (AgeDB);
+  # max_target 121; shots 100 / 20.
   assert c.model.name == "resnet50" and c.data.img_size == 224 and c.batch_size == 256
   assert c.optimizer.name == "adam" and c.optimizer.weight_decay == 0.0
   assert tuple(c.optimizer.milestones) == (60, 80) and c.optimizer.decay_factor == 0.1
@@ -37,6 +38,7 @@ def test_reference_hyper_parameters(name):
   assert c.fds.enabled == (method in ("fds", "lds_fds"))
   assert c.reweight.method == ("sqrt_inv" if method in ("sqinv", "lds", "fds", "lds_fds", "rrt") else "none")
   assert c.loss.name == {"focal": "focal_l1", "gai": "gai", "bmc": "bmc", "bni": "bni"}.get(method, "l1")
+  assert c.loss.prior == {"gai": "gmm", "bni": "buckets"}.get(method, "")  # GAI: GMM prior; BNI: histogram
   # SMOTER / SMOGN: defaults of the smogn package (k 5, pert 0.02, relevance threshold 0.5).
   assert c.data.resample.method == (method if method in ("smoter", "smogn") else "")
   assert (c.data.resample.k, c.data.resample.pert, c.data.resample.threshold) == (5, 0.02, 0.5)
@@ -47,7 +49,7 @@ def test_reference_hyper_parameters(name):
   else:
     assert c.train_only == "" and c.init_from == ""
   if method in ("gai", "bmc", "bni"):
-    # BalancedMSE README (IMDB-WIKI-DIR): --lr 1e-4 --epoch 10 --init_noise_sigma 10, σ learnable, sigma_lr 0.01,
+    # BalancedMSE imdb-wiki-dir/README.md: --lr 1e-4 --epoch 10 --init_noise_sigma 10, σ learnable, sigma_lr 0.01,
     # --balanced_metric; GAI with the K = 8 GMM.
     assert (c.optimizer.lr, c.num_epochs, c.loss.init_noise_sigma) == (1e-4, 10, 10.0)
     assert not c.loss.fix_noise_sigma and c.loss.sigma_lr == 0.01 and c.eval.balanced_metric

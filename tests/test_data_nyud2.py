@@ -258,20 +258,20 @@ def test_evaluate_constant_prediction(data_dir):
 def test_trainer_tables_come_from_the_reference_pixel_counts(data_dir):
   """configs/nyud2_{lds,bni}: the trainer's LDS weight table and BNI prior are the reference's exact
   ones (DIR `nyud2-dir/loaddata.py` weights, BalancedMSE `get_bucket_info` prior values), not a histogram of labels."""
-  from configs import nyud2_common
+  from configs import nyud2_bni, nyud2_gai, nyud2_lds
   from dirjax import priors, weighting
 
   bundle = nyud2.get_data(_config(data_dir), seed=0)
-  table = weighting.weight_table(nyud2_common.get_config("lds").reweight, bundle)
+  table = weighting.weight_table(nyud2_lds.get_config().reweight, bundle)
   for bucket, value in {7: 1.2461, 21: 0.3042, 50: 1.6599, 99: 18.74}.items():
     assert table[bucket] == pytest.approx(value, rel=5e-4), bucket
   np.testing.assert_array_equal(table[:7], table[7])
-  bni = nyud2_common.get_config("bni")
+  bni = nyud2_bni.get_config()
   prior = priors.from_config("bucket", bni.loss, bni, bundle)
   np.testing.assert_allclose(prior.centers, np.arange(100) / 10 + 0.05, rtol=1e-6)
   np.testing.assert_allclose(prior.weights[:8], 0.006997, atol=5e-7)
   assert prior.weights[9] == pytest.approx(0.014434, abs=1e-6)
   assert np.argmax(prior.weights) == 21 and prior.weights[21] == pytest.approx(0.039557, abs=1e-6)
-  gai = nyud2_common.get_config("gai")
+  gai = nyud2_gai.get_config()
   gmm = priors.from_config("gmm", gai.loss, gai, bundle)
   assert gmm.means.shape == (16, 1)  # fitted on the 3,644 synthetic labels (test_scripts checks the fit)
