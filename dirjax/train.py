@@ -460,8 +460,37 @@ def _is_chief() -> bool:
 
 
 def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  writers.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+
+
+def _open_run(config: ml_collections.ConfigDict, workdir: str, experiment: "Experiment") -> checkpoint_lib.Checkpointer:
+  """The run's checkpointer, after checking that `workdir`'s checkpoints belong to this run
+  (`Checkpointer.check_resume`: a result-changing difference stops before anything is written);
+  then `config.json` (and `config_changes.json`, the record of allowed changes) describe it."""
+  identity = checkpoint_lib.run_identity(config, steps_per_epoch=experiment.steps_per_epoch,
+                                         train_size=len(experiment.bundle.splits["train"]), mesh=experiment.mesh)
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep,
+                                     identity=identity)
+  try:
+    changes = ckpt.check_resume(allow_change=config.checkpoint.get("allow_config_change", False))
+  except BaseException:
+    ckpt.close()
+    raise
+  if _is_chief():
+    os.makedirs(workdir, exist_ok=True)
+    if changes:
+      logging.warning("resuming %s with changed config fields: %s", workdir, [c[0] for c in changes])
+      history_path = os.path.join(workdir, "config_changes.json")
+      history = []
+      if os.path.isfile(history_path):
+        with open(history_path) as f:
+          history = json.load(f)
+      history.append({"resumed_at_step": ckpt.latest_step(),
+                      "changes": [{"field": k, "old": old, "new": new} for k, old, new in changes]})
+      writers.write_json(history_path, history)
+    _save_config(config, workdir)
+    writers.save_npy(os.path.join(workdir, "train_labels.npy"), experiment.bundle.train_labels)
+  return ckpt
 
 
 @dataclasses.dataclass
@@ -489,13 +518,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   if config.variants:
     return train_variants(config, workdir, stop_after_steps=stop_after_steps)
-  os.makedirs(workdir, exist_ok=True)
-  experiment = Experiment(config)
   if _is_chief():
-    _save_config(config, workdir)
-    np.save(os.path.join(workdir, "train_labels.npy"), experiment.bundle.train_labels)
+    writers.check_writable(workdir, "workdir")
+  experiment = Experiment(config)
+  ckpt = _open_run(config, workdir, experiment)
   metric_name = select_metric(config)
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep)
   writer = writers.MetricWriter(workdir)
   try:
     if ckpt.latest_step() is not None:
@@ -590,9 +617,9 @@ def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int)
   if not _is_chief():
     return result
   for split, p in preds.items():
-    np.savez(os.path.join(workdir, f"predictions_{split}.npz"), preds=p,
-             targets=np.stack([np.asarray(experiment.bundle.splits[split][i]["targets"])
-                               for i in range(len(experiment.bundle.splits[split]))]))
+    writers.save_npz(os.path.join(workdir, f"predictions_{split}.npz"), preds=p,
+                     targets=np.stack([np.asarray(experiment.bundle.splits[split][i]["targets"])
+                                       for i in range(len(experiment.bundle.splits[split]))]))
   for split in config.eval.splits:
     print(f"{workdir} [{which} checkpoint, epoch {result['epoch']}] {split}:\n{format_shot_table(metrics[split])}")
   return result
@@ -603,6 +630,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str | int =
   eval split, prints the per-shot tables and writes `metrics.json` (`eval_<which>.json`)."""
   if config.variants:
     return {name: evaluate(cfg, os.path.join(workdir, name), which) for name, cfg in variant_configs(config)}
+  checkpoint_lib.require_checkpoints(os.path.join(workdir, "checkpoints"))
+  if _is_chief():
+    writers.check_writable(workdir, "workdir (evaluation writes predictions_<split>.npz and eval_<which>.json)")
   result = _evaluate_experiment(Experiment(config), workdir, which)
   _write_json(os.path.join(workdir, f"eval_{which}.json"), result)
   return result
@@ -657,8 +687,7 @@ def train_variants(config: ml_collections.ConfigDict, workdir: str, *, stop_afte
     return results
   table = comparison_table(results, config.report.metrics, config.report.split)
   print(table)
-  with open(os.path.join(workdir, "comparison.md"), "w") as f:
-    f.write(table + "\n")
+  writers.write_text(os.path.join(workdir, "comparison.md"), table + "\n")
   _write_json(os.path.join(workdir, "comparison.json"), results)
   plot_predictions(workdir, list(results), config.report.split, os.path.join(workdir, "predictions.png"))
   return results
@@ -710,5 +739,6 @@ def plot_predictions(workdir: str, names: list[str], split: str, path: str) -> N
   axes[0, dims].hist(train_labels.reshape(len(train_labels), -1), bins=40)
   axes[0, dims].set_title("training labels")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  with writers.atomic_file(path) as f:
+    fig.savefig(f, dpi=110, format="png")
   plt.close(fig)
