@@ -252,6 +252,8 @@ class Experiment:
     self.steps_per_epoch = self.train_loader.steps_per_epoch
     self.loss_fn = build_loss(config, bundle)
     table = weight_table(config, bundle)
+    if table is not None:
+      losses.validate_weights(table, f"reweight.method={config.reweight.method!r} weight table")
     self.weight_table = None if table is None else jnp.asarray(table)
     if config.reweight.method == "true_inverse" and "density" not in bundle.splits["train"][0]:
       raise ValueError(f"reweight.method='true_inverse' needs a 'density' field in the training elements; "
@@ -449,8 +451,13 @@ def _restore_other_run(experiment: Experiment, source: ml_collections.ConfigDict
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run saved in its workdir (`config.json`)."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  path = os.path.join(workdir, "config.json")
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except (OSError, ValueError) as e:
+    raise ValueError(f"cannot read the run's config {path} ({type(e).__name__}: {e}); is {workdir} the "
+                     "workdir of a dirjax run?") from None
 
 
 def _is_chief() -> bool:

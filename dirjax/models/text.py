@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from dirjax import writers
 from dirjax.models import RegressionModel, apply_head, pytorch_linear
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class BiLSTMRegressor(RegressionModel):
       fds: FDS | None = None,
   ):
     if embeddings is not None:
-      matrix = np.load(embeddings)
+      matrix = writers.load_npy(embeddings, fix="delete it; the next STS-B preparation rebuilds it")
       if matrix.ndim != 2 or matrix.shape[1] != embed_dim:
         raise ValueError(f"embeddings {embeddings!r} has shape {matrix.shape}; expected [V, {embed_dim}]")
       vocab_size = matrix.shape[0]
