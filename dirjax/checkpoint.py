@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 import logging as std_logging
 import os
+import sys
+import threading
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -136,12 +138,34 @@ def require_checkpoints(directory: str | os.PathLike[str]) -> None:
       + ": check the workdir path, or train it first (--mode=train)")
 
 
-class _QuietOrbaxErrors(std_logging.Filter):
-  """While a failing restore is turned into a `CheckpointError`, drops the tracebacks orbax's
-  worker threads log for the same failure (one error message instead of ~150 lines)."""
-
+class _DropAbandonedReports(std_logging.Filter):
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno < std_logging.ERROR
+    return "exception was never retrieved" not in record.getMessage()
+
+
+_DROP_ABANDONED = _DropAbandonedReports()
+
+
+def _drop_abandoned_restore_reports() -> None:
+  """After a failed restore, orbax's abandoned futures report the same error again when they are
+  collected or the event loop closes (asyncio's "Future exception was never retrieved" and
+  "Event loop is closed", 150+ lines): from then on these reports are dropped, so the
+  `CheckpointError` is the one message. Other asyncio errors still show."""
+  asyncio_logger = std_logging.getLogger("asyncio")
+  if _DROP_ABANDONED not in asyncio_logger.filters:
+    asyncio_logger.addFilter(_DROP_ABANDONED)
+  for module, name in ((sys, "unraisablehook"), (threading, "excepthook")):
+    hook = getattr(module, name)
+    if not getattr(hook, "dirjax_quiet", False):
+      setattr(module, name, _quiet(hook))
+
+
+def _quiet(hook):
+  def quiet_hook(report):
+    if not (isinstance(report.exc_value, RuntimeError) and "Event loop is closed" in str(report.exc_value)):
+      hook(report)
+  quiet_hook.dirjax_quiet = True
+  return quiet_hook
 
 
 class Checkpointer:
@@ -203,15 +227,12 @@ class Checkpointer:
 
   def _read(self, step: int, **items: Any) -> dict[str, Any]:
     where = f"checkpoint step {step} in {self.directory}"
-    quiet = _QuietOrbaxErrors()
-    std_logging.getLogger().addFilter(quiet)
     try:
       return self._manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # corrupt array or JSON files; orbax raises assorted types.
+      _drop_abandoned_restore_reports()
       raise CheckpointError(f"cannot restore {where}: {type(e).__name__}: {str(e)[:300]}; delete {where} "
                             "to resume from the step before it") from None
-    finally:
-      std_logging.getLogger().removeFilter(quiet)
 
   def saved_identity(self) -> dict[str, Any] | None:
     """The identity saved with the latest step; None without checkpoints or for a step saved without one."""
@@ -243,14 +264,9 @@ class Checkpointer:
         f"changed:\n  {listing}\n{fix}")
     return diffs
 
-  def restore(
-      self, abstract_state: Any, which: Literal["latest", "best"] | int = "latest"
-  ) -> tuple[Any, dict[str, Any]]:
-    """Restores ``(state, meta)`` onto ``abstract_state``'s structure, shapes, dtypes and shardings.
-
-    ``which`` is ``"latest"``, ``"best"`` or a kept step number.
-    """
-    self.wait()
+  def check_target(self, abstract_state: Any, which: Literal["latest", "best"] | int = "latest") -> int:
+    """Checks (from metadata only) that step ``which`` can be restored onto ``abstract_state``;
+    returns the step. Raises `CheckpointError` naming the mismatching paths."""
     if which == "best":
       step = self.best_step()
     elif which == "latest":
@@ -263,23 +279,31 @@ class Checkpointer:
       raise ValueError(f"which must be 'latest', 'best' or a step number, got {which!r}")
     if step is None:
       raise CheckpointError(f"no {which} checkpoint found in {self.directory}")
-
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
     where = f"checkpoint step {step} in {self.directory}"
-    quiet = _QuietOrbaxErrors()
-    std_logging.getLogger().addFilter(quiet)
     try:
       saved = self._manager.item_metadata(step)["state"]
     except Exception as e:  # orbax raises assorted types for unreadable metadata.
-      raise CheckpointError(f"cannot read {where}: {type(e).__name__}: {str(e)[:300]}") from None
-    finally:
-      std_logging.getLogger().removeFilter(quiet)
+      _drop_abandoned_restore_reports()
+      raise CheckpointError(f"cannot read {where}: {type(e).__name__}: {str(e)[:300]}; delete {where} "
+                            "to resume from the step before it") from None
     if saved is None:
       raise CheckpointError(f"cannot read {where}: no state metadata (incomplete or corrupt checkpoint)")
-    problems = _mismatches(saved, target)
+    problems = _mismatches(saved, jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state))
     if problems:
       shown = "\n  ".join(problems[:20]) + (f"\n  ... {len(problems) - 20} more" if len(problems) > 20 else "")
       raise CheckpointError(f"{where} does not match the target state:\n  {shown}")
+    return step
+
+  def restore(
+      self, abstract_state: Any, which: Literal["latest", "best"] | int = "latest"
+  ) -> tuple[Any, dict[str, Any]]:
+    """Restores ``(state, meta)`` onto ``abstract_state``'s structure, shapes, dtypes and shardings.
+
+    ``which`` is ``"latest"``, ``"best"`` or a kept step number.
+    """
+    self.wait()
+    step = self.check_target(abstract_state, which)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
     restored = self._read(step, state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
     return restored["state"], restored["meta"]
 

@@ -472,14 +472,17 @@ def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 def _open_run(config: ml_collections.ConfigDict, workdir: str, experiment: "Experiment") -> checkpoint_lib.Checkpointer:
   """The run's checkpointer, after checking that `workdir`'s checkpoints belong to this run
-  (`Checkpointer.check_resume`: a result-changing difference stops before anything is written);
-  then `config.json` (and `config_changes.json`, the record of allowed changes) describe it."""
+  (`Checkpointer.check_resume`: a result-changing difference stops before anything is written) and
+  fit its state; only then are `config.json` (and `config_changes.json`, the record of allowed
+  changes) written."""
   identity = checkpoint_lib.run_identity(config, steps_per_epoch=experiment.steps_per_epoch,
                                          train_size=len(experiment.bundle.splits["train"]), mesh=experiment.mesh)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep,
                                      identity=identity)
   try:
     changes = ckpt.check_resume(allow_change=config.checkpoint.get("allow_config_change", False))
+    if ckpt.latest_step() is not None:
+      ckpt.check_target(_abstract_raw_keys(experiment.abstract_state))
   except BaseException:
     ckpt.close()
     raise

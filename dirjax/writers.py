@@ -4,7 +4,8 @@ via tensorboardX, no TensorFlow; ``metrics.jsonl``) and the progress line.
 Every file dirjax writes (config, metrics, predictions, priors, data caches and masks) goes through
 `atomic_file`: it is written to a temporary name in the same directory, flushed to disk and renamed
 onto its final name (``os.replace``, atomic on POSIX), so a killed job leaves either the old file,
-the new one, or a stray ``*.tmp-<pid>`` file, never a half-written file under the real name.
+the new one, or a stray ``*.tmp-<pid>`` file (removed by the next write of that file), never a
+half-written file under the real name.
 Files that a crash of an older dirjax (or a copy) may still have cut short are read with `load_npz` /
 `load_npy`, whose error names the file and the fix (delete it; the next run rebuilds it).
 
@@ -15,6 +16,7 @@ Only process 0 writes; other processes get no-op writers.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -38,12 +40,16 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
   """``open(path, mode)`` for writing, committed only when the block ends without an error.
 
   The data goes to ``<path>.tmp-<pid>`` next to ``path``, is fsynced and renamed onto ``path``; on an
-  exception the temporary file is removed and ``path`` is left as it was.
+  exception the temporary file is removed and ``path`` is left as it was. Temporary files of an
+  earlier, killed write of ``path`` are removed first.
   """
   if mode not in ("w", "wb"):
     raise ValueError(f"atomic_file writes whole files: mode must be 'w' or 'wb', got {mode!r}")
   path = os.fspath(path)
   tmp = f"{path}.tmp-{os.getpid()}"
+  for stale in glob.glob(glob.escape(path) + ".tmp-*"):  # left by a killed writer of the same file
+    with contextlib.suppress(OSError):
+      os.remove(stale)
   try:
     with open(tmp, mode) as f:
       yield f
