@@ -55,9 +55,10 @@ class RunMismatchError(ValueError):
 # (the difference is still recorded). Prefixes of dotted paths.
 RESULT_NEUTRAL_FIELDS = ("eval_batch_size", "input_threads", "log_every_steps", "checkpoint.", "report.",
                          "variants")
-# Identity entries that no override can change: the step numbering and the optimizer's schedule
-# count steps of this size on this many devices.
-FIXED_FIELDS = ("batch_size", "run.steps_per_epoch", "run.train_size", "run.devices", "run.processes")
+# Identity entries that no override can change: the step numbering, the data position and the
+# optimizer's schedule count steps of this size. (Another device or process count only needs the
+# override: the global batches stay the same, reductions may differ by float rounding.)
+FIXED_FIELDS = ("batch_size", "run.steps_per_epoch", "run.train_size")
 OVERRIDE_FLAG = "checkpoint.allow_config_change"
 
 
@@ -246,7 +247,7 @@ class Checkpointer:
 
     Returns the differences (empty for a fresh or identical run). Raises `RunMismatchError` listing
     them when one can change the result and ``allow_change`` is False, or when a fixed field
-    (batch size, steps per epoch, training set size, device or process count) differs at all.
+    (batch size, steps per epoch, training set size) differs at all.
     """
     saved = self.saved_identity()
     if saved is None or self.identity is None:
