@@ -1,7 +1,8 @@
 """Table of bad inputs across losses, weighting, priors, metrics, FDS, config, data files and checkpoints.
 
 A case is handled when it raises the expected exception type (or a subclass, e.g. `CorruptFileError`
-for ValueError) with a message that names the value (or file) at fault; `test_every_bad_input_is_handled` counts them and lists any that are not.
+for ValueError) with a message that names the value (or file) at fault; `test_every_bad_input_is_handled`
+counts them and lists any that are not.
 """
 
 import os
@@ -11,7 +12,6 @@ import sys
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import pytest
 
 from dirjax import checkpoint, fds, losses, metrics, priors, train, weighting, writers
 from dirjax.data import nyud2, stsb
@@ -94,8 +94,8 @@ CASES = [
   # priors
   ("prior: GMM with negative variance", lambda t: lambda: priors.GMMPrior(np.zeros((1, 1)), -np.ones((1, 1, 1)),
                                                                           np.ones(1)), ValueError, "positive definite"),
-  ("prior: GMM weights not summing to 1", lambda t: lambda: priors.GMMPrior(np.zeros((2, 1)), np.ones((2, 1, 1)),
-                                                                            np.array([.5, .6])), ValueError, "sum to 1"),
+  ("prior: GMM weights not summing to 1",
+   lambda t: lambda: priors.GMMPrior(np.zeros((2, 1)), np.ones((2, 1, 1)), np.array([.5, .6])), ValueError, "sum to 1"),
   ("prior: NaN bucket centre", lambda t: lambda: priors.BucketPrior(np.array([0., np.nan]), np.array([.5, .5])),
    ValueError, "centers contains NaN"),
   ("prior: missing file", lambda t: lambda: priors.load_prior(str(t / "none.npz")), FileNotFoundError, "none.npz"),

@@ -232,10 +232,10 @@ def test_fds_calibration_stays_finite_after_a_nan_epoch():
     features = rng.normal(size=(40, 4)).astype(np.float32)
     if epoch == 0:
       features[5, 2] = np.nan
-    layer.update(fds_lib.accumulate(layer.zero_sums(), jnp.asarray(features), layer.buckets(jnp.asarray(labels))[..., 0]),
-                 epoch)
-    # A bucket whose moments are non-finite (sums built elsewhere) leaves the statistics unchanged.
-    bad = layer.zero_sums()._replace(count=jnp.ones(12, jnp.int32), mean=jnp.full((12, 4), jnp.nan))
+    buckets = layer.buckets(jnp.asarray(labels))[..., 0]
+    layer.update(fds_lib.accumulate(layer.zero_sums(), jnp.asarray(features), buckets), epoch)
+  # A bucket whose moments are non-finite (sums built elsewhere) leaves the statistics unchanged.
+  bad = layer.zero_sums()._replace(count=jnp.ones(12, jnp.int32), mean=jnp.full((12, 4), jnp.nan))
   before = np.asarray(layer.running_mean[...])
   layer.update_running_stats(bad, 3)
   np.testing.assert_array_equal(np.asarray(layer.running_mean[...]), before)
