@@ -42,6 +42,11 @@ Choices and deviations (rows of docs/deviations.md in brackets):
   Counts are int32 (exact); the reference keeps float buffers.
 * `bucketing="integer"` uses floor(y); the reference uses the integer age itself and would give
   each distinct non-integer label its own EMA step on the shared bucket (ages are integers).
+* Non-finite features never enter the statistics: `accumulate` drops every row (sample or pixel)
+  with a NaN/inf feature, as it drops padding, and `update_running_stats` leaves a bucket
+  unchanged when its epoch moments are not finite. One bad input (or a transient overflow) would
+  otherwise stay in `running_mean` for good and spread to the neighbouring buckets through the
+  smoothing kernel. The divergence guard of the trainer still stops a run whose loss is non-finite.
 * Zero variances (R11): `zero_var_rule="per_dim"` (age, STS-B) leaves dimensions with σ²_b = 0
   (or a negative smoothed variance) unchanged; `"whole_bucket"` is NYUD2 as it runs on
   PyTorch ≥ 1.2 (its bool-mask bug leaves the whole bucket unchanged as soon as one dimension has
@@ -161,7 +166,7 @@ def accumulate(sums: BucketSums, features: jax.Array, buckets: jax.Array,
   The batch's own per-bucket mean and M2 (two passes over the batch, `segment_sum`) are merged
   into `sums` with Chan's formula. Works on a batch sharded over devices: XLA sums each shard's
   segments locally and all-reduces them. `mask` ([...], [..., 1] or per-row [B]) drops padding
-  rows / pixels.
+  rows / pixels; rows with a NaN/inf feature are dropped too (statistics never absorb them).
   """
   lead = features.shape[:-1]
   if buckets.shape != lead:
@@ -173,7 +178,9 @@ def accumulate(sums: BucketSums, features: jax.Array, buckets: jax.Array,
   x = features.reshape(-1, features.shape[-1]).astype(jnp.float32)
   k = buckets.reshape(-1)
   slot = jnp.where(k < 0, num, jnp.where(k >= num, num + 1, k))
-  slot = jnp.where(_flat_mask(mask, lead), slot, rows)  # out of range: dropped by segment_sum
+  keep = _flat_mask(mask, lead) & jnp.all(jnp.isfinite(x), axis=-1)
+  x = jnp.where(keep[:, None], x, 0.)
+  slot = jnp.where(keep, slot, rows)  # out of range: dropped by segment_sum
   count = jax.ops.segment_sum(jnp.ones_like(slot), slot, rows)
   mean = jax.ops.segment_sum(x, slot, rows) / jnp.maximum(count, 1).astype(jnp.float32)[:, None]
   dev = x - mean[jnp.minimum(slot, rows - 1)]
@@ -405,8 +412,9 @@ class FDS(nnx.Module):
     epoch = _as_epoch(epoch)
     count, mean, m2 = _bucket_moments(sums, self.edge_pooling)
     proceed = epoch >= self.epoch[...]
-    present = proceed & (count > 0)
     var = jnp.where((count > 1)[:, None], m2 / jnp.maximum(count - 1, 1)[:, None], 0.)
+    finite = jnp.all(jnp.isfinite(mean), axis=-1) & jnp.all(jnp.isfinite(var), axis=-1)
+    present = proceed & (count > 0) & finite
     tracked = self.num_samples_tracked[...] + jnp.where(present, count, 0)
     if self.momentum is None:
       factor = 1. - count / jnp.maximum(tracked, 1)

@@ -59,9 +59,9 @@ def _check_pair(pred: ArrayLike, target: ArrayLike) -> tuple[Array, Array]:
   return pred.astype(dtype), target.astype(dtype)
 
 
-def _per_sample(x: ArrayLike, shape: tuple[int, ...], name: str) -> Array:
-  """Reshapes a `[B]`/`[B, 1]` per-row array so it broadcasts against `shape`."""
-  x = jnp.asarray(x)
+def _per_sample(x: ArrayLike, shape: tuple[int, ...], name: str, xp: Any = jnp) -> Array:
+  """Reshapes a `[B]`/`[B, 1]` per-row array so it broadcasts against `shape` (`xp=np`: on the host)."""
+  x = xp.asarray(x)
   if x.shape == shape:
     return x
   if x.shape in ((shape[0],), (shape[0], 1)):
@@ -74,6 +74,25 @@ def _per_sample(x: ArrayLike, shape: tuple[int, ...], name: str) -> Array:
 def _check_positive(x: Any, name: str) -> None:
   if _is_concrete(x) and not (math.isfinite(float(x)) and float(x) > 0):
     raise ValueError(f"{name} must be finite and > 0; got {float(x)}")
+
+
+def validate_weights(weights: ArrayLike, name: str = "weights") -> None:
+  """Host-side check that per-sample loss weights are finite and >= 0; raises ValueError naming
+  the count and the first offending positions.
+
+  A negative weight turns a loss term into a reward for a larger error (an `mse` of −1.07 is
+  possible); NaN/inf poison the whole batch. The weighted losses call this on concrete weights.
+  Traced weights (inside `jax.jit`) cannot raise: validate them where they are built on the host,
+  as the trainer does for its per-bin weight table before the first step.
+  """
+  arr = np.asarray(weights)
+  bad = ~(np.isfinite(arr) & (arr >= 0))
+  count = int(bad.sum())
+  if count:
+    first = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)[:5]]
+    raise ValueError(
+        f"{name} must be finite and >= 0; {count} of {arr.size} are not (e.g. {arr[bad][:3].tolist()}) at "
+        f"index {', '.join(map(str, first))}")
 
 
 def validate_targets(target: ArrayLike, name: str = "target") -> None:
@@ -101,10 +120,18 @@ def _weighted_mean(elementwise: Callable[[Array, Array], Array], pred: ArrayLike
                    target: ArrayLike, weights: ArrayLike | None, mask: ArrayLike | None) -> Array:
   """mean(w * l(pred, target)) over all elements, or over the valid ones when masked.
 
+  Concrete `weights` must be finite and >= 0 on the valid elements (`validate_weights`); traced
+  ones are the caller's responsibility (checked on the host where they are built).
+
   With a mask the result is sum over valid elements / number of valid elements (0 when none is
   valid); masked inputs are zeroed first so padding garbage cannot leak NaNs into gradients.
   """
   pred, target = _check_pair(pred, target)
+  if weights is not None and _is_concrete(weights) and (mask is None or _is_concrete(mask)):
+    w = np.broadcast_to(_per_sample(weights, target.shape, "weights", np), target.shape)
+    if mask is not None:  # padding rows may hold anything
+      w = w[np.broadcast_to(_per_sample(mask, target.shape, "mask", np).astype(bool), target.shape)]
+    validate_weights(w)
   w = None if weights is None else _per_sample(weights, target.shape, "weights").astype(pred.dtype)
   if mask is None:
     loss = elementwise(pred, target)

@@ -103,4 +103,7 @@ def build(config: ml_collections.ConfigDict, bundle: Any) -> Objective:
     if "name" not in section:
       raise ValueError(f"regularizers.{label} needs a 'name' (one of {sorted(TERMS)} or 'package.module:function')")
     terms[label] = builder_of(section["name"])(section, config, bundle)
-  return Objective(terms, weighting.sample_weights(config.reweight, bundle))
+  table = weighting.weight_table(config.reweight, bundle)
+  if table is not None:  # traced weights cannot be checked inside the step: check the table once
+    losses.validate_weights(table, f"reweight.method={config.reweight.method!r} weight table")
+  return Objective(terms, weighting.sample_weights(config.reweight, bundle, table))

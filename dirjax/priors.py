@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
-from dirjax import weighting
+from dirjax import weighting, writers
 
 _FORMAT_VERSION = 1
 
@@ -51,6 +51,13 @@ class GMMPrior:
     if covs.shape != (num, dim, dim):
       raise ValueError(f"covs must have shape ({num}, {dim}, {dim}) to match means {means.shape}, got {covs.shape}")
     _check_normalised(weights, num, "GMM")
+    if not np.allclose(covs, np.swapaxes(covs, 1, 2), rtol=1e-5, atol=1e-8):
+      raise ValueError("covs must be symmetric matrices")
+    smallest = np.linalg.eigvalsh(covs.astype(np.float64)).min(axis=-1)
+    if np.any(smallest <= 0):
+      k = int(np.argmin(smallest))
+      raise ValueError(f"covs must be positive definite (variances > 0); component {k} has eigenvalue "
+                       f"{smallest[k]:.3g}")
     for name, value in (("means", means), ("covs", covs), ("weights", weights)):
       object.__setattr__(self, name, value)
 
@@ -151,8 +158,7 @@ def save_prior(path: str | os.PathLike, prior: GMMPrior | BucketPrior) -> None:
     arrays = {"kind": np.array("bucket"), "centers": prior.centers, "weights": prior.weights}
   else:
     raise TypeError(f"expected a GMMPrior or BucketPrior, got {type(prior).__name__}")
-  with open(path, "wb") as f:
-    np.savez(f, format_version=np.array(_FORMAT_VERSION), **arrays)
+  writers.save_npz(path, format_version=np.array(_FORMAT_VERSION), **arrays)
 
 
 def load_prior(path: str | os.PathLike, expected_kind: str | None = None,
@@ -177,7 +183,10 @@ def load_prior(path: str | os.PathLike, expected_kind: str | None = None,
   if fields is None or int(arrays.get("format_version", -1)) != _FORMAT_VERSION or any(
       key not in arrays for key in fields):
     raise ValueError(f"{path} is not a dirjax prior file (kind={kind!r}, keys={sorted(arrays)})")
-  prior = (GMMPrior if kind == "gmm" else BucketPrior)(**{key: arrays[key] for key in fields})
+  try:
+    prior = (GMMPrior if kind == "gmm" else BucketPrior)(**{key: arrays[key] for key in fields})
+  except ValueError as error:
+    raise ValueError(f"{path} holds an invalid {kind} prior: {error}; re-create it with save_prior") from None
   if expected_kind is not None and kind != expected_kind:
     raise ValueError(f"{path} holds a {kind!r} prior but a {expected_kind!r} prior was expected")
   if expected_dim is not None and prior.dim != expected_dim:

@@ -69,8 +69,7 @@ def train_variants(config: ml_collections.ConfigDict, workdir: str, train: Calla
     return results
   table = comparison_table(results, config.report.metrics, config.report.split)
   print(table)
-  with open(os.path.join(workdir, "comparison.md"), "w") as f:
-    f.write(table + "\n")
+  writers.write_text(os.path.join(workdir, "comparison.md"), table + "\n")
   writers.write_json(os.path.join(workdir, "comparison.json"), results)
   plot_predictions(workdir, list(results), config.report.split, os.path.join(workdir, "predictions.png"))
   return results
@@ -122,5 +121,6 @@ def plot_predictions(workdir: str, names: list[str], split: str, path: str) -> N
   axes[0, dims].hist(train_labels.reshape(len(train_labels), -1), bins=40)
   axes[0, dims].set_title("training labels")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  with writers.atomic_file(path) as f:
+    fig.savefig(f, dpi=110, format="png")
   plt.close(fig)

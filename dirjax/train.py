@@ -79,8 +79,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run saved in its workdir (`config.json`)."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  path = os.path.join(workdir, "config.json")
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except (OSError, ValueError) as e:
+    raise ValueError(f"cannot read the run's config {path} ({type(e).__name__}: {e}); is {workdir} the "
+                     "workdir of a dirjax run?") from None
 
 
 def create_state(config: ml_collections.ConfigDict, bundle: data_lib.DataBundle,
@@ -230,6 +235,43 @@ def _is_chief() -> bool:
   return jax.process_index() == 0
 
 
+def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  writers.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+
+
+def _open_run(config: ml_collections.ConfigDict, workdir: str, experiment: "Experiment") -> checkpoint_lib.Checkpointer:
+  """The run's checkpointer, after checking that `workdir`'s checkpoints belong to this run
+  (`Checkpointer.check_resume`: a result-changing difference stops before anything is written) and
+  fit its state; only then are `config.json` (and `config_changes.json`, the record of allowed
+  changes) written."""
+  identity = checkpoint_lib.run_identity(config, steps_per_epoch=experiment.steps_per_epoch,
+                                         train_size=len(experiment.bundle.splits["train"]), mesh=experiment.mesh)
+  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep,
+                                     identity=identity)
+  try:
+    changes = ckpt.check_resume(allow_change=config.checkpoint.get("allow_config_change", False))
+    if ckpt.latest_step() is not None:
+      ckpt.check_target(experiment.abstract_state)
+  except BaseException:
+    ckpt.close()
+    raise
+  if _is_chief():
+    os.makedirs(workdir, exist_ok=True)
+    if changes:
+      logging.warning("resuming %s with changed config fields: %s", workdir, [c[0] for c in changes])
+      history_path = os.path.join(workdir, "config_changes.json")
+      history = []
+      if os.path.isfile(history_path):
+        with open(history_path) as f:
+          history = json.load(f)
+      history.append({"resumed_at_step": ckpt.latest_step(),
+                      "changes": [{"field": k, "old": old, "new": new} for k, old, new in changes]})
+      writers.write_json(history_path, history)
+    _save_config(config, workdir)
+    writers.save_npy(os.path.join(workdir, "train_labels.npy"), experiment.bundle.train_labels)
+  return ckpt
+
+
 @dataclasses.dataclass
 class _Best:
   value: float = float("inf")
@@ -255,14 +297,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   if config.variants:
     return reporting.train_variants(config, workdir, train_and_evaluate, stop_after_steps=stop_after_steps)
-  os.makedirs(workdir, exist_ok=True)
-  experiment = Experiment(config)
   if _is_chief():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-    np.save(os.path.join(workdir, "train_labels.npy"), experiment.bundle.train_labels)
+    writers.check_writable(workdir, "workdir")
+  experiment = Experiment(config)
+  ckpt = _open_run(config, workdir, experiment)
   metric_name = select_metric(config)
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.max_to_keep)
   writer = writers.MetricWriter(workdir)
   try:
     if ckpt.latest_step() is not None:
@@ -356,9 +395,9 @@ def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int)
   if not _is_chief():
     return result
   for split, p in preds.items():
-    np.savez(os.path.join(workdir, f"predictions_{split}.npz"), preds=p,
-             targets=np.stack([np.asarray(experiment.bundle.splits[split][i]["targets"])
-                               for i in range(len(experiment.bundle.splits[split]))]))
+    writers.save_npz(os.path.join(workdir, f"predictions_{split}.npz"), preds=p,
+                     targets=np.stack([np.asarray(experiment.bundle.splits[split][i]["targets"])
+                                       for i in range(len(experiment.bundle.splits[split]))]))
   for split in config.eval.splits:
     table = reporting.format_shot_table(metrics[split])
     print(f"{workdir} [{which} checkpoint, epoch {result['epoch']}] {split}:\n{table}")
@@ -371,6 +410,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str | int =
   if config.variants:
     return {name: evaluate(cfg, os.path.join(workdir, name), which)
             for name, cfg in reporting.variant_configs(config)}
+  checkpoint_lib.require_checkpoints(os.path.join(workdir, "checkpoints"))
+  if _is_chief():
+    writers.check_writable(workdir, "workdir (evaluation writes predictions_<split>.npz and eval_<which>.json)")
   result = _evaluate_experiment(Experiment(config), workdir, which)
   _write_json(os.path.join(workdir, f"eval_{which}.json"), result)
   return result

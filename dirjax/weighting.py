@@ -415,15 +415,16 @@ def weight_table(config, bundle) -> np.ndarray | None:
   return bin_weight_table(bundle.train_labels, bundle.binning, method, **kwargs)
 
 
-def sample_weights(config, bundle) -> Callable[[dict], jax.Array | None]:
+def sample_weights(config, bundle, table: np.ndarray | None = None) -> Callable[[dict], jax.Array | None]:
   """`batch -> per-sample weights` (or None) for `config.reweight`, jit-able.
 
-  Table methods (`weight_table`) are looked up on device as `table[binning.index(targets)]` (per
+  Table methods (`weight_table`, or the already built `table`) are looked up on device as `table[binning.index(targets)]` (per
   pixel for dense targets). `true_inverse` is the Balanced-MSE synthetic `ReweightL2`:
   w_i = 1/p(y_i) from the elements' `density`, normalised to sum 1 over the batch's valid rows and
   scaled by n·d, since our `mse` averages over n·d elements where the reference sums.
   """
-  table = weight_table(config, bundle)
+  if table is None:
+    table = weight_table(config, bundle)
   if config.method == "true_inverse":
     if "density" not in bundle.splits["train"][0]:
       raise ValueError("reweight.method='true_inverse' needs a 'density' field in the training elements; "

@@ -1,4 +1,13 @@
-"""Metric writers: TensorBoard event files (tensorboardX, no TensorFlow), ``metrics.jsonl``, progress line.
+"""Files dirjax writes and reads back: crash-safe file helpers, metric writers (TensorBoard event files
+via tensorboardX, no TensorFlow; ``metrics.jsonl``) and the progress line.
+
+Every file dirjax writes (config, metrics, predictions, priors, data caches and masks) goes through
+`atomic_file`: it is written to a temporary name in the same directory, flushed to disk and renamed
+onto its final name (``os.replace``, atomic on POSIX), so a killed job leaves either the old file,
+the new one, or a stray ``*.tmp-<pid>`` file (removed by the next write of that file), never a
+half-written file under the real name.
+Files that a crash of an older dirjax (or a copy) may still have cut short are read with `load_npz` /
+`load_npy`, whose error names the file and the fix (delete it; the next run rebuilds it).
 
 clu's ``metric_writers`` imports TensorFlow, hence this small replacement.
 Only process 0 writes; other processes get no-op writers.
@@ -6,15 +15,120 @@ Only process 0 writes; other processes get no-op writers.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import math
 import os
+import tempfile
 import time
-from collections.abc import Mapping
-from typing import Any
+import zipfile
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 
 import jax
+import numpy as np
 from absl import logging
+
+
+class CorruptFileError(ValueError):
+  """A file dirjax reads back is unreadable, truncated or not what its writer writes."""
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
+  """``open(path, mode)`` for writing, committed only when the block ends without an error.
+
+  The data goes to ``<path>.tmp-<pid>`` next to ``path``, is fsynced and renamed onto ``path``; on an
+  exception the temporary file is removed and ``path`` is left as it was. Temporary files of an
+  earlier, killed write of ``path`` are removed first.
+  """
+  if mode not in ("w", "wb"):
+    raise ValueError(f"atomic_file writes whole files: mode must be 'w' or 'wb', got {mode!r}")
+  path = os.fspath(path)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  for stale in glob.glob(glob.escape(path) + ".tmp-*"):  # left by a killed writer of the same file
+    with contextlib.suppress(OSError):
+      os.remove(stale)
+  try:
+    with open(tmp, mode) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
+
+
+def save_npz(path: str | os.PathLike[str], **arrays: Any) -> None:
+  """``np.savez`` (uncompressed, no pickle) through `atomic_file`."""
+  with atomic_file(path) as f:
+    np.savez(f, **arrays)
+
+
+def save_npy(path: str | os.PathLike[str], array: Any) -> None:
+  """``np.save`` through `atomic_file`."""
+  with atomic_file(path) as f:
+    np.save(f, np.asarray(array), allow_pickle=False)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+  with atomic_file(path, "w") as f:
+    f.write(text)
+
+
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
+
+
+def load_npz(path: str | os.PathLike[str], keys: tuple[str, ...] = (), *, fix: str) -> dict[str, np.ndarray]:
+  """Every array of the ``.npz`` at ``path`` (no pickle), checking that ``keys`` are present.
+
+  A truncated, garbled or incomplete file raises `CorruptFileError` naming the file and ``fix``
+  (e.g. "delete it and re-run the preparation") instead of numpy's or zipfile's bare message.
+  """
+  path = os.fspath(path)
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      arrays = {key: data[key] for key in data.files}
+  except _READ_ERRORS as e:
+    raise CorruptFileError(f"{path} is unreadable or half-written ({type(e).__name__}: {e}); {fix}") from e
+  missing = [k for k in keys if k not in arrays]
+  if missing:
+    raise CorruptFileError(f"{path} lacks the array(s) {missing} (it has {sorted(arrays)}); {fix}")
+  return arrays
+
+
+def load_npy(path: str | os.PathLike[str], *, fix: str) -> np.ndarray:
+  """The array in the ``.npy`` at ``path``; errors as `load_npz`."""
+  path = os.fspath(path)
+  try:
+    array = np.load(path, allow_pickle=False)
+  except _READ_ERRORS as e:
+    raise CorruptFileError(f"{path} is unreadable or half-written ({type(e).__name__}: {e}); {fix}") from e
+  if not isinstance(array, np.ndarray):
+    raise CorruptFileError(f"{path} is an .npz archive, not the single array (.npy) expected; {fix}")
+  return array
+
+
+def check_writable(directory: str | os.PathLike[str], what: str = "directory") -> None:
+  """Fails before any work when ``directory`` (or, if it does not exist yet, the nearest existing
+  parent it would be created in) cannot take new files, by creating and deleting a probe file (a
+  permission test alone misses read-only mounts and ignores root)."""
+  directory = os.path.abspath(os.fspath(directory))
+  existing = directory
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise NotADirectoryError(f"{what} {directory} cannot be created: {existing} is a file, not a directory")
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    raise PermissionError(
+      f"{what} {directory} is not writable ({e.strerror}: {existing}); choose a writable location "
+      "or fix its permissions") from e
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -43,9 +157,19 @@ def to_json(value: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-  """``obj`` as strict, indented JSON (see `to_json`)."""
-  with open(path, "w") as f:
+  """``obj`` as strict, indented JSON (see `to_json`), written through `atomic_file`."""
+  with atomic_file(path, "w") as f:
     json.dump(to_json(obj), f, indent=2, allow_nan=False, default=str)
+
+
+def _drop_partial_last_line(path: str) -> None:
+  """Cuts a line that a killed run left unfinished at the end of an append-only log."""
+  if not os.path.isfile(path) or os.path.getsize(path) == 0:
+    return
+  with open(path, "rb+") as f:
+    data = f.read()
+    if not data.endswith(b"\n"):
+      f.truncate(data.rfind(b"\n") + 1)
 
 
 class MetricWriter:
@@ -61,7 +185,9 @@ class MetricWriter:
     if not self._active:
       return
     os.makedirs(self.workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(self.workdir, "metrics.jsonl"), "a")
+    jsonl = os.path.join(self.workdir, "metrics.jsonl")
+    _drop_partial_last_line(jsonl)
+    self._jsonl = open(jsonl, "a")
     if enable_tensorboard:
       from tensorboardX import SummaryWriter
       self._tb = SummaryWriter(logdir=self.workdir)

@@ -63,21 +63,21 @@ def test_round_trip_is_exact_for_model_batch_stats_and_optimizer(tmp_path):
   assert int(fresh_opt.step[...]) == 3
 
 
-def test_latest_and_best_are_kept_separately_and_survive_reopening(tmp_path):
+def test_latest_and_best_are_one_unit_and_survive_reopening(tmp_path):
   _, _, state = trained_state()
   with Checkpointer(tmp_path, max_to_keep=1) as ckpt:
     for step, is_best in [(1, True), (2, False), (3, True), (4, False)]:
       ckpt.save(step, state, {"epoch": step}, is_best=is_best)
     ckpt.wait()
     assert ckpt.latest_step() == 4 and ckpt.best_step() == 3
-  assert sorted(os.listdir(tmp_path / "latest")) == ["4"]
-  assert sorted(os.listdir(tmp_path / "best")) == ["3"]
+  # One directory per kept step: the latest (max_to_keep=1) and the best, no second copy.
+  assert sorted(os.listdir(tmp_path)) == ["3", "4"]
   with Checkpointer(tmp_path) as ckpt:  # a resumed run sees both
     assert ckpt.latest_step() == 4 and ckpt.best_step() == 3
     assert ckpt.restore(abstract_state(), "best")[1] == {"epoch": 3}
     assert ckpt.restore(abstract_state(), 4)[1] == {"epoch": 4}
-    with pytest.raises(CheckpointError, match=r"no checkpoint for step 3 in .*latest; kept steps: \[4\]"):
-      ckpt.restore(abstract_state(), 3)
+    with pytest.raises(CheckpointError, match=r"no checkpoint for step 2 in .*; kept steps: \[3, 4\]"):
+      ckpt.restore(abstract_state(), 2)
     with pytest.raises(ValueError, match="which must be"):
       ckpt.restore(abstract_state(), "first")
 
@@ -89,13 +89,13 @@ def test_max_to_keep_keeps_the_most_recent(tmp_path):
       ckpt.save(step, state, {}, is_best=False)
     ckpt.wait()
     assert ckpt.best_step() is None
-  assert sorted(os.listdir(tmp_path / "latest")) == ["3", "4"]
+  assert sorted(os.listdir(tmp_path)) == ["3", "4"]
 
 
 def test_restore_from_empty_directory_names_it(tmp_path):
   directory = tmp_path / "never_written"
   with Checkpointer(directory) as ckpt:
-    with pytest.raises(CheckpointError, match=f"no latest checkpoint found in {directory}/latest"):
+    with pytest.raises(CheckpointError, match=f"no latest checkpoint found in {directory}"):
       ckpt.restore(abstract_state())
     with pytest.raises(CheckpointError, match="no best checkpoint"):
       ckpt.restore(abstract_state(), "best")
@@ -106,7 +106,7 @@ def test_mismatched_shape_and_structure_are_named(tmp_path):
   with Checkpointer(tmp_path) as ckpt:
     ckpt.save(1, state, {}, is_best=False)
     ckpt.wait()
-    with pytest.raises(CheckpointError, match=r"(?s)step 1 in .*latest does not match.*"
+    with pytest.raises(CheckpointError, match=r"(?s)step 1 in .* does not match.*"
                        r"dense/kernel/value: checkpoint float32\[3, 4\] vs target float32\[3, 5\]"):
       ckpt.restore(abstract_state(hidden=5))
     model_only = nnx.state(nnx.eval_shape(lambda: Net(rngs=nnx.Rngs(0))))
@@ -132,9 +132,9 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, mode):
   _, _, state = trained_state()
   with Checkpointer(tmp_path) as ckpt:
     ckpt.save(5, state, {"epoch": 5}, is_best=False)
-  _clobber(tmp_path / "latest" / "5" / "state", mode)
+  _clobber(tmp_path / "5" / "state", mode)
   with Checkpointer(tmp_path) as ckpt:
-    with pytest.raises(CheckpointError, match=f"checkpoint step 5 in {tmp_path}/latest"):
+    with pytest.raises(CheckpointError, match=f"checkpoint step 5 in {tmp_path}"):
       ckpt.restore(abstract_state())
 
 
@@ -142,7 +142,7 @@ def test_corrupt_meta_json_is_a_clear_error(tmp_path):
   _, _, state = trained_state()
   with Checkpointer(tmp_path) as ckpt:
     ckpt.save(2, state, {"epoch": 2}, is_best=False)
-  _clobber(tmp_path / "latest" / "2" / "meta", "truncated")
+  _clobber(tmp_path / "2" / "meta", "truncated")
   with Checkpointer(tmp_path) as ckpt:
     with pytest.raises(CheckpointError, match="cannot restore checkpoint step 2"):
       ckpt.restore(abstract_state())

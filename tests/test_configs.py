@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from dirjax import reporting, train
+from dirjax import checkpoint, reporting, train
 from dirjax.data import synthetic
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
@@ -55,7 +55,8 @@ def _check_run(workdir: str, result: dict, config) -> None:
       assert source[split]["all"]["count"] == config.data[f"num_{split}"]
   with open(os.path.join(workdir, "metrics.json")) as f:
     assert json.load(f)["epoch"] == 0
-  assert os.path.isdir(os.path.join(workdir, "checkpoints", "best"))
+  with checkpoint.Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+    assert ckpt.best_step() is not None
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
 
 

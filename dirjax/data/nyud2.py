@@ -49,7 +49,7 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image
 
-from dirjax import metrics, weighting
+from dirjax import metrics, weighting, writers
 from dirjax.data import DataBundle
 
 # Per-bucket training pixel counts of the reference (`nyud2-dir/loaddata.py`), 0.1 m buckets.
@@ -299,7 +299,7 @@ def prepare(data_dir: str, *, seed: int = 0) -> str:
   path = os.path.join(data_dir, MASK_FILE)
   if not os.path.isfile(path):
     logging.warning("%s not found: rebuilding it (seed %d; not the authors' random draw)", path, seed)
-    np.save(path, balanced_test_mask(load_test_depths(data_dir), seed=seed))
+    writers.save_npy(path, balanced_test_mask(load_test_depths(data_dir), seed=seed))
   return path
 
 
@@ -370,10 +370,10 @@ def get_data(config: Any, *, seed: int) -> DataBundle:
   data_dir = config.data_dir
   mask_path = prepare(data_dir, seed=seed)
   rows = {split: read_csv(os.path.join(data_dir, name), data_dir) for split, name in CSV_FILES.items()}
-  test_mask = np.load(mask_path)
+  test_mask = writers.load_npy(mask_path, fix="delete it; the next run rebuilds the balanced test mask")
   expected = (len(rows["test"]), *IMAGE_SIZE)
   if test_mask.shape != expected:
-    raise ValueError(f"{mask_path} has shape {test_mask.shape}, expected {expected}")
+    raise ValueError(f"{mask_path} has shape {test_mask.shape}, expected {expected}; delete it to rebuild it")
   min_depth, color = config.loss_min_depth, config.color_augment
 
   def train_augment(example: dict, rng: np.random.Generator) -> dict:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from dirjax import metrics, weighting
+from dirjax import metrics, weighting, writers
 from dirjax.data import DataBundle
 from dirjax.data.pipeline import ArrayDataset
 
@@ -205,10 +205,10 @@ def prepare(data_dir: str, cache_dir: str | None = None, *, encoder: str = "mini
   else:
     tokens = {s: ([word_tokenize(t) for t in a], [word_tokenize(t) for t in b]) for s, (a, b, _) in splits.items()}
     vocab = build_vocab([t for pair in tokens.values() for part in pair for t in part])
-    np.save(os.path.join(cache_dir, EMBEDDINGS_CACHE), glove_matrix(vocab, glove, seed=embedding_seed))
+    writers.save_npy(os.path.join(cache_dir, EMBEDDINGS_CACHE), glove_matrix(vocab, glove, seed=embedding_seed))
     arrays = {f"{s}_ids": np.stack([token_ids(a, vocab, max_seq_len), token_ids(b, vocab, max_seq_len)], axis=1)
               for s, (a, b) in tokens.items()}
-  np.savez(path, **arrays)
+  writers.save_npz(path, **arrays)
   return path
 
 
@@ -227,11 +227,13 @@ def get_data(config: Any, *, seed: int) -> DataBundle:
   splits = read_splits(config.data_dir)
   cache = prepare(config.data_dir, config.cache_dir or None, encoder=config.encoder,
                   max_seq_len=config.max_seq_len, glove=config.glove or None, embedding_seed=config.embedding_seed)
-  with np.load(cache) as arrays:
-    if config.encoder == "minilm":
-      inputs = {s: pair_features(arrays[f"{s}_u"], arrays[f"{s}_v"]) for s in SPLIT_FILES}
-    else:
-      inputs = {s: arrays[f"{s}_ids"] for s in SPLIT_FILES}
+  parts = ("u", "v") if config.encoder == "minilm" else ("ids",)
+  arrays = writers.load_npz(cache, tuple(f"{s}_{p}" for s in SPLIT_FILES for p in parts),
+                            fix="delete it; the next run rebuilds the STS-B encoder cache")
+  if config.encoder == "minilm":
+    inputs = {s: pair_features(arrays[f"{s}_u"], arrays[f"{s}_v"]) for s in SPLIT_FILES}
+  else:
+    inputs = {s: arrays[f"{s}_ids"] for s in SPLIT_FILES}
   labels = {}
   for split, (_, _, scores) in splits.items():
     if len(inputs[split]) != len(scores):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
+from dirjax import writers
 from dirjax.models.base import Encoder, pytorch_linear
 
 
@@ -59,7 +59,7 @@ class BiLSTMEncoder(Encoder):
       rngs: nnx.Rngs,
   ):
     if embeddings is not None:
-      matrix = np.load(embeddings)
+      matrix = writers.load_npy(embeddings, fix="delete it; the next STS-B preparation rebuilds it")
       if matrix.ndim != 2 or matrix.shape[1] != embed_dim:
         raise ValueError(f"embeddings {embeddings!r} has shape {matrix.shape}; expected [V, {embed_dim}]")
       vocab_size = matrix.shape[0]
