@@ -179,7 +179,7 @@ def test_divergence_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
       state, counters = step(state, *args)
       calls[0] += 1
       if calls[0] == 8:
-        state["model"]["net"]["head"]["bias"][...] = jnp.full_like(state["model"]["net"]["head"]["bias"][...], jnp.nan)
+        state["model"]["head"]["bias"][...] = jnp.full_like(state["model"]["head"]["bias"][...], jnp.nan)
       return state, counters
 
     self.train_step = train_step
