@@ -83,8 +83,11 @@ def test_docs_python_block_runs(block, namespaces, monkeypatch):
 
 
 def test_blocks_counted_and_marked():
-  runnable = [b for b in BLOCKS if not b.skip_reason]
-  assert len(BLOCKS) == 12 and len(runnable) == 6, [(b.name, b.skip_reason) for b in BLOCKS]
+  """At the time of writing 12 blocks: README's and the user guide's 5 run, architecture.md's 6
+  signature listings are marked; a marker may not swallow the runnable pages."""
+  runnable = {b.page for b in BLOCKS if not b.skip_reason}
+  assert {"README.md", os.path.join("docs", "user_guide.md")} <= runnable, [(b.name, b.skip_reason) for b in BLOCKS]
+  assert sum(not b.skip_reason for b in BLOCKS) >= 6
 
 
 def test_user_guide_fds_buckets_are_the_lds_bins(namespaces):
