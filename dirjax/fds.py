@@ -131,6 +131,15 @@ def bucketize(labels: jax.typing.ArrayLike, bucket_num: int, bucket_start: int =
   return jnp.clip(b - bucket_start, lo, hi).astype(jnp.int32)
 
 
+def bucket_units(labels: jax.typing.ArrayLike, binning: weighting.Binning) -> jax.Array:
+  """Labels measured in bins of `binning`, (y − start) / bin_width (float32, same arithmetic as
+  `Binning.index`), for an FDS layer with `bucket_num=binning.num_bins, bucket_start=0` and the
+  "integer" rule: its bucket of `bucket_units(y, binning)` is then `binning.index(y)`, so FDS and
+  the LDS weights share one set of bins for float labels (e.g. $5k income bins starting at 10)."""
+  y = jnp.asarray(labels).astype(jnp.float32)
+  return (y - jnp.float32(binning.start)) * jnp.float32(1.0 / binning.bin_width)
+
+
 class BucketSums(NamedTuple):
   """One epoch's per-bucket feature moments in (count, mean, M2 = Σ(x − mean)²) form.
 

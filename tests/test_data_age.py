@@ -217,35 +217,60 @@ def tail_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", ["smoter", "smogn"])
-def test_resampled_training_faces_follow_the_plan(tail_dir, method):
-  from dirjax.data import smogn
-  config, bundle = _resampled(tail_dir, method, seed=3)
+def test_resampled_training_set_meets_the_relevance_and_bump_invariants(tail_dir, method):
+  """Checked on the bundle's faces and labels alone (no second planning call), by hand on the tail
+  fixture's 16 training ages 3×2, 20×4, 35×6, 60×3, 99×1: midpoint quartiles 20 / 35 / 47.5, IQR 27.5,
+  so 99 is the only box-plot outlier; relevance control points (3, 0), (35, 0), (60, 1) with zero
+  slopes give φ ≥ 0.5 exactly for ages ≥ 47.5. Two bumps, "balance" goal round(16 / 2) = 8 each: the
+  normal bump (12 faces) is under-sampled to 8 distinct originals, the rare one (4) keeps its faces
+  and gets one synthetic face per seed. SMOTER: x = x_s + u·(x_nn − x_s), y = (1 − u)·y_s + u·y_nn
+  inside the rare bump. SMOGN: random faces are never "safe" neighbours (pairwise distances ≈ all
+  equal > median / 2), so each is x_s + 0.02·std_bump(x)·ε, y = y_s + 0.02·std_bump(y)·ε'."""
+  _, bundle = _resampled(tail_dir, method, seed=3)
   table = pd.read_csv(os.path.join(tail_dir, "agedb.csv"))
   train = table[table["split"] == "train"]
   ages = train["age"].to_numpy(np.float64)
-  paths = [os.path.join(tail_dir, p) for p in train["path"]]
-  thumbs = np.stack([_oracle_image(p, 16) for p in paths]).reshape(len(paths), -1)
-  plan = smogn.resample_plan(thumbs, ages, method, seed=3)  # the plan of independently decoded thumbnails
+  faces = np.stack([_oracle_image(os.path.join(tail_dir, p), 32) for p in train["path"]])
+  rare = np.flatnonzero(ages >= 47.5)
+  assert sorted(ages[rare]) == [60, 60, 60, 99]
   source = bundle.splits["train"]
-  assert len(source) == plan.num_examples == len(bundle.train_labels) and len(plan.seeds) > 0
-  np.testing.assert_allclose(bundle.train_labels, np.concatenate([ages[plan.kept], plan.targets]), rtol=1e-6)
-  faces = [_oracle_image(p, 32) for p in paths]
-  for i, row in enumerate(plan.kept):
-    np.testing.assert_allclose(source[i]["inputs"], faces[row], atol=1e-6)
-  gaussian = 0
-  for j in range(len(plan.seeds)):
-    element = source[len(plan.kept) + j]
-    assert element["targets"] == pytest.approx(plan.targets[j], rel=1e-6)
-    seed_face, partner_face = faces[plan.seeds[j]], faces[plan.partners[j]]
-    if plan.noise[j] == 0:
-      np.testing.assert_allclose(element["inputs"], seed_face + plan.lam[j] * (partner_face - seed_face),
-                                 atol=1e-5)
+  elements = [source[i] for i in range(len(source))]
+  labels = np.array([e["targets"][0] for e in elements])
+  np.testing.assert_allclose(bundle.train_labels, labels, rtol=1e-6)
+  assert len(elements) == 16 and (labels < 47.5).sum() == 8 and (labels >= 47.5).sum() == 8
+
+  originals, synthetic = [], []
+  for element in elements:
+    match = np.flatnonzero(np.abs(faces - element["inputs"]).reshape(len(faces), -1).max(1) < 1e-5)
+    (originals if len(match) else synthetic).append((element, match[:1]))
+  kept = np.concatenate([m for _, m in originals])
+  assert len(set(kept)) == len(kept) == 12 and set(rare) <= set(kept)
+  assert all(e["targets"][0] == ages[m[0]] for e, m in originals)
+  assert len(synthetic) == 4
+
+  seeds = []
+  for element, _ in synthetic:
+    x, y = element["inputs"].astype(np.float64), float(element["targets"][0])
+    if method == "smoter":
+      fits = []
+      for s in rare:
+        for p in rare[rare != s]:
+          u = np.sum((x - faces[s]) * (faces[p] - faces[s])) / np.sum((faces[p] - faces[s]) ** 2)
+          if 0 <= u < 1 and np.abs(faces[s] + u * (faces[p] - faces[s]) - x).max() < 1e-4:
+            fits.append((s, u, p))
+      assert fits, "a SMOTER face is not on a segment between two rare faces"
+      assert all(y == pytest.approx((1 - u) * ages[s] + u * ages[p], abs=1e-3) for s, u, p in fits)
+      seeds.extend(sorted({e for s, _, p in fits for e in (s, p)}))  # seed and partner are interchangeable
       continue
-    gaussian += 1  # SMOGN: seed + t·std_bump·ε, ε standard normal per pixel
-    std = np.std([faces[m] for m in plan.bump_members[plan.bump[j]]], axis=0)
-    z = ((element["inputs"] - seed_face) / (plan.noise[j] * std))[std > 0.05]
-    assert abs(z.mean()) < 0.1 and abs(z.std() - 1) < 0.1, (z.mean(), z.std())
-  assert (gaussian > 0) == (method == "smogn")
+    else:
+      s = rare[np.argmin([np.sum((x - faces[r]) ** 2) for r in rare])]
+      std = faces[rare].std(axis=0)
+      z = ((x - faces[s]) / (0.02 * std))[std > 0.05]
+      assert abs(z.mean()) < 0.1 and abs(z.std() - 1) < 0.1, (z.mean(), z.std())
+      assert abs(y - ages[s]) < 5 * 0.02 * ages[rare].std()
+    seeds.append(s)
+  # Every rare face seeds one synthetic face (SMOTER: it is an end of at least one segment).
+  assert sorted(seeds) == sorted(rare) if method == "smogn" else set(seeds) == set(rare)
 
 
 def test_resampling_keeps_the_evaluation_and_its_shots(tail_dir):

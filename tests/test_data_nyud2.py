@@ -164,13 +164,42 @@ def test_augment_matches_scipy_composition():
   np.testing.assert_allclose(depth[..., 0], want_depth, atol=1e-5)
 
 
-def test_color_augment_keeps_gray_images_gray_under_zero_lighting(monkeypatch):
-  monkeypatch.setattr(nyud2, "LIGHTING_STD", 0.0)
-  gray = np.full((4, 5, 3), 0.5, np.float32)
-  out = nyud2.color_augment(gray, np.random.default_rng(0))
-  # Contrast/saturation targets of a constant gray image are the image itself; only brightness
-  # scales it: every pixel equal, channels equal.
-  assert np.ptp(out) < 1e-6
+def _reference_color(image_hwc, draws):
+  """The reference's Lighting(0.1, ImageNet PCA) then ColorJitter(0.4, 0.4, 0.4) (nyud2-dir/nyu_transform.py),
+  re-derived on a CHW float64 tensor: rgb_c = Σ_j eigvec[c, j]·α_j·eigval_j added per channel, then
+  brightness / contrast / saturation in torch.randperm order, each `img.lerp(target, a)`, a ~ U(±0.4),
+  with the grayscale 0.299 R + 0.587 G + 0.114 B. `draws` must be in the state the code under test sees."""
+  eigval = np.array([0.2175, 0.0188, 0.0045])
+  eigvec = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
+  img = image_hwc.transpose(2, 0, 1).astype(np.float64)
+  alpha = draws.normal(0.0, 0.1, 3)
+  img = img + (eigvec * alpha[None, :] * eigval[None, :]).sum(1)[:, None, None]
+  gray = lambda t: np.broadcast_to(0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2], t.shape)
+  for transform in draws.permutation(3):
+    a = draws.uniform(-0.4, 0.4)
+    target = (np.zeros_like(img), np.full_like(img, gray(img)[0].mean()), gray(img))[transform]
+    img = img + a * (target - img)
+  return img.transpose(1, 2, 0)
+
+
+def test_color_augment_matches_the_reference_lighting_and_jitter():
+  image = np.random.default_rng(2).uniform(0, 1, (6, 7, 3)).astype(np.float32)
+  for seed in range(4):  # different transform orders
+    got = nyud2.color_augment(image, np.random.default_rng(seed))
+    np.testing.assert_allclose(got, _reference_color(image, np.random.default_rng(seed)), atol=2e-6)
+  assert not np.allclose(nyud2.color_augment(image, np.random.default_rng(0)), image, atol=1e-3)
+
+
+def test_augment_pair_applies_the_colour_transform_after_the_geometry():
+  rng = np.random.default_rng(4)
+  image = rng.integers(0, 256, (240, 320, 3)).astype(np.uint8)
+  code = rng.integers(0, 256, (240, 320)).astype(np.uint8)
+  plain, _ = nyud2.augment_pair(image, code, np.random.default_rng(7), color=False)
+  coloured, _ = nyud2.augment_pair(image, code, np.random.default_rng(7), color=True)
+  draws = np.random.default_rng(7)
+  draws.random(), draws.uniform(-5, 5)  # flip, angle
+  want = _reference_color(plain * nyud2.STD + nyud2.MEAN, draws)
+  np.testing.assert_allclose(coloured, (want - nyud2.MEAN) / nyud2.STD, atol=2e-5)
 
 
 def test_bundle_elements_and_mask(data_dir):

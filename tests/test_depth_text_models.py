@@ -173,10 +173,98 @@ def _bilinear_half_pixel(x, out):
   return axis(axis(x, out[0], 1), out[1], 2)
 
 
-def test_up_projection_resize_is_align_corners_false():
-  x = np.random.default_rng(0).standard_normal((1, 4, 5, 2)).astype(np.float32)
-  got = jax.image.resize(x, (1, 9, 11, 2), "bilinear")  # what UpProjection uses
-  np.testing.assert_allclose(got, _bilinear_half_pixel(x, (9, 11)), atol=1e-5)
+def _conv_same(x, kernel):
+  """Stride-1 zero-padded cross-correlation, NHWC input, HWIO kernel (PyTorch Conv2d, padding k // 2)."""
+  k = kernel.shape[0]
+  padded = np.pad(x, ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0)))
+  windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(1, 2))  # [B, H, W, C, k, k]
+  return np.einsum("bhwcij,ijco->bhwo", windows, kernel)
+
+
+def _batch_norm_eval(x, bn):
+  return (x - bn["mean"]) / np.sqrt(bn["var"] + 1e-5) * bn["scale"] + bn["bias"]
+
+
+def test_up_projection_block_matches_numpy():
+  """UP(3 → 4, 7×9) on random weights and running statistics (eval mode), re-derived in numpy:
+  bilinear upsampling (align_corners=False) → relu(BN(conv3(relu(BN(conv5(x))))) + BN(conv5'(x)))."""
+  block = depth.UpProjection(3, 4, rngs=nnx.Rngs(0))
+  block.eval()
+  rng = np.random.default_rng(0)
+  weights = {}
+  for name, cin, k in (("conv1", 3, 5), ("conv1_2", 4, 3), ("conv2", 3, 5)):
+    weights[name] = rng.normal(0, 0.3, (k, k, cin, 4)).astype(np.float32)
+    getattr(block, name).kernel[...] = jnp.asarray(weights[name])
+  for name in ("bn1", "bn1_2", "bn2"):
+    weights[name] = {"scale": rng.uniform(0.5, 1.5, 4), "bias": rng.normal(0, 0.5, 4),
+                     "mean": rng.normal(0, 0.5, 4), "var": rng.uniform(0.5, 2.0, 4)}
+    for field, value in weights[name].items():
+      getattr(getattr(block, name), field)[...] = jnp.asarray(value, jnp.float32)
+  x = rng.standard_normal((2, 4, 5, 3)).astype(np.float32)
+
+  up = _bilinear_half_pixel(x.astype(np.float64), (7, 9))
+  branch1 = np.maximum(_batch_norm_eval(_conv_same(up, weights["conv1"]), weights["bn1"]), 0)
+  branch1 = _batch_norm_eval(_conv_same(branch1, weights["conv1_2"]), weights["bn1_2"])
+  branch2 = _batch_norm_eval(_conv_same(up, weights["conv2"]), weights["bn2"])
+  np.testing.assert_allclose(block(jnp.asarray(x), (7, 9)), np.maximum(branch1 + branch2, 0), rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------- MiniLM
+
+
+def _minilm_numpy(params, ids, num_heads):
+  """One BERT layer (post-LN, erf GELU) + attention-masked mean pooling + L2 norm, in float64 numpy."""
+  from scipy.special import erf
+  p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+  layer_norm = lambda x, name: ((x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-12)
+                                * p[name + ".weight"] + p[name + ".bias"])
+  dense = lambda x, name: x @ p[name + ".weight"].T + p[name + ".bias"]
+  out = []
+  for row in ids:
+    tokens = row[row != 0]  # padding (id 0) is sliced away instead of masked
+    n, width = len(tokens), p["embeddings.word_embeddings.weight"].shape[1]
+    h = (p["embeddings.word_embeddings.weight"][tokens] + p["embeddings.position_embeddings.weight"][:n]
+         + p["embeddings.token_type_embeddings.weight"][0])
+    h = layer_norm(h, "embeddings.LayerNorm")
+    pre, d = "encoder.layer.0.", width // num_heads
+    q, k, v = (dense(h, pre + "attention.self." + m) for m in ("query", "key", "value"))
+    heads = []
+    for j in range(num_heads):
+      cols = slice(j * d, (j + 1) * d)
+      scores = q[:, cols] @ k[:, cols].T / np.sqrt(d)
+      att = np.exp(scores - scores.max(1, keepdims=True))
+      heads.append(att / att.sum(1, keepdims=True) @ v[:, cols])
+    attended = dense(np.concatenate(heads, 1), pre + "attention.output.dense")
+    h = layer_norm(h + attended, pre + "attention.output.LayerNorm")
+    inner = dense(h, pre + "intermediate.dense")
+    ff = dense(0.5 * inner * (1 + erf(inner / np.sqrt(2))), pre + "output.dense")
+    h = layer_norm(h + ff, pre + "output.LayerNorm")
+    pooled = h.mean(0)
+    out.append(pooled / np.linalg.norm(pooled))
+  return np.stack(out)
+
+
+def test_minilm_layer_matches_numpy_with_padding():
+  """The STS-B encoder's BERT code with one layer on tiny random weights (vocab 12, width 8, 2 heads,
+  FFN 16) against a numpy forward pass that drops the padding instead of masking it."""
+  rng = np.random.default_rng(0)
+  shapes = {"embeddings.word_embeddings.weight": (12, 8), "embeddings.position_embeddings.weight": (10, 8),
+            "embeddings.token_type_embeddings.weight": (2, 8)}
+  for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+    shapes[f"encoder.layer.0.{name}.weight"], shapes[f"encoder.layer.0.{name}.bias"] = (8, 8), (8,)
+  shapes.update({"encoder.layer.0.intermediate.dense.weight": (16, 8),
+                 "encoder.layer.0.intermediate.dense.bias": (16,),
+                 "encoder.layer.0.output.dense.weight": (8, 16), "encoder.layer.0.output.dense.bias": (8,)})
+  params = {name: rng.normal(0, 0.5, shape).astype(np.float32) for name, shape in shapes.items()}
+  for name in ("embeddings.LayerNorm", "encoder.layer.0.attention.output.LayerNorm",
+               "encoder.layer.0.output.LayerNorm"):
+    params[name + ".weight"] = rng.uniform(0.5, 1.5, 8).astype(np.float32)
+    params[name + ".bias"] = rng.normal(0, 0.2, 8).astype(np.float32)
+  ids = np.array([[1, 5, 3, 7, 2, 0, 0, 0], [1, 4, 9, 11, 6, 8, 10, 2]], np.int32)
+  got = text._bert_mean_pool({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(ids),
+                             num_layers=1, num_heads=2)
+  # float32 vs float64: ~1e-7 apart; the tanh GELU approximation moves the result by ~1e-4
+  np.testing.assert_allclose(got, _minilm_numpy(params, ids, num_heads=2), rtol=0, atol=2e-6)
 
 
 def _torchvision_name(path):

@@ -13,7 +13,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from scipy.ndimage import gaussian_filter1d
 
-from dirjax import fds as fds_lib
+from dirjax import fds as fds_lib, weighting
 from dirjax.fds import FDS, FDSStats, BucketSums, accumulate, bucketize, calibrate
 
 BUFFERS = ("running_mean", "running_var", "running_mean_last_epoch", "running_var_last_epoch",
@@ -355,6 +355,19 @@ def test_bucketize_rules():
   ref = [49 if s == 5. else np.where(edges > s)[0][0] - 1 for s in scores]
   np.testing.assert_array_equal(bucketize(scores, 50, 0, "floor10"), ref)
   assert (np.floor(scores.astype(np.float64) * 10) != ref).any()
+
+
+def test_bucket_units_give_fds_the_lds_bins():
+  """Incomes in $k with $5k bins from 10: bucket of bucket_units(y) = floor((y - 10) / 5), clipped."""
+  binning = weighting.Binning(num_bins=40, start=10.0, bin_width=5.0)
+  incomes = np.array([3.0, 10.0, 14.99, 15.0, 57.3, 209.9, 210.0, 480.0], np.float32)
+  units = fds_lib.bucket_units(incomes, binning)
+  np.testing.assert_allclose(units, (incomes - 10.0) / 5.0, rtol=1e-6)
+  np.testing.assert_array_equal(bucketize(units, 40), [0, 0, 0, 1, 9, 39, 39, 39])
+  labels = np.random.default_rng(0).uniform(0, 230, 4096).astype(np.float32)
+  np.testing.assert_array_equal(bucketize(fds_lib.bucket_units(labels, binning), 40), binning.index(labels))
+  np.testing.assert_array_equal(bucketize(fds_lib.bucket_units(jnp.asarray(labels), binning), 40),
+                                np.clip(np.floor((labels.astype(np.float64) - 10) / 5), 0, 39))
 
 
 def test_bucketize_stsb_train_labels(shared_data_dir):

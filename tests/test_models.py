@@ -95,17 +95,6 @@ def test_mlp_tutorial_fcnet_forward_matches_numpy():
                              rtol=1e-4, atol=1e-5)
 
 
-def test_mlp_dropout_only_in_training_mode():
-  model = MLP(8, hidden=(64,), dropout=0.5, rngs=nnx.Rngs(0))
-  x = jnp.ones((4, 8))
-  f_train = model(x)
-  assert float((f_train == 0).mean()) > 0.2  # about half the units dropped
-  model.eval()
-  f_eval1 = model(x)
-  f_eval2 = model(x)
-  np.testing.assert_array_equal(f_eval1, f_eval2)
-
-
 def test_mlp_bad_input_errors():
   with pytest.raises(ValueError, match="activation"):
     MLP(3, activation="sigmoidd", rngs=nnx.Rngs(0))

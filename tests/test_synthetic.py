@@ -3,12 +3,15 @@
 import os
 import sys
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 from scipy import stats
 
-from dirjax import data
+from dirjax import data, losses
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from configs import synthetic_1d, synthetic_2d, synthetic_images  # noqa: E402
@@ -108,3 +111,34 @@ def test_unknown_dataset_and_bad_sizes():
   cfg.num_val = 0
   with pytest.raises(ValueError, match="data.num_val must be >= 1"):
     data.get_data(cfg, seed=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_balanced_mse_beats_mse_on_the_few_shot_error(seed):
+  """Cheap "training improves the tail": the linear model of the 1-D benchmark, full-batch Adam for
+  300 steps on the 1,024 training pairs (x = y − ε, y ~ N(5, 0.5²)). Plain MSE fits the shrunken
+  regression slope var(y) / (var(y) + σ²) = 0.2 and misses the uniform test set's tails; BMC (σ = 1)
+  undoes the label imbalance (slope ≈ 1). Measured few-shot test MAE, seeds 0 / 1 / 2: MSE 1.38 /
+  1.38 / 1.32, BMC 0.27 / 0.26 / 0.21 (ratio ≤ 0.19). Asserted margin: BMC below 0.4 × MSE, and
+  MSE above 1.0 (the tails are really missed, so the comparison is not between two good fits)."""
+  bundle = data.get_data(synthetic_1d.get_config().data, seed=seed)
+  train = _arrays(bundle.splits["train"])
+  x, y = jnp.asarray(train["inputs"]), jnp.asarray(train["targets"])
+  test_x = _arrays(bundle.splits["test"])["inputs"]
+
+  def fit(loss_fn):
+    optimizer = optax.adam(0.05)
+    params = (jnp.zeros(()), jnp.zeros(()))
+
+    def step(carry, _):
+      params, opt_state = carry
+      grads = jax.grad(lambda p: loss_fn(p[0] * x + p[1], y))(params)
+      updates, opt_state = optimizer.update(grads, opt_state)
+      return (optax.apply_updates(params, updates), opt_state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), None, length=300)
+    return np.asarray(params[0] * test_x + params[1])[:, 0]
+
+  few = {name: bundle.evaluate("test", fit(fn))["few"]["mae"] for name, fn in (
+    ("mse", losses.mse), ("bmc", lambda p, t: losses.bmc_loss(p, t, noise_var=1.0)))}
+  assert few["mse"] > 1.0 and few["bmc"] < 0.4 * few["mse"], few
