@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from dirjax import fds as fds_lib
-from dirjax.models import depth, text
+from dirjax.models import depth, minilm, text
 from dirjax.models.regressor import Regressor
 
 
@@ -261,7 +261,7 @@ def test_minilm_layer_matches_numpy_with_padding():
     params[name + ".weight"] = rng.uniform(0.5, 1.5, 8).astype(np.float32)
     params[name + ".bias"] = rng.normal(0, 0.2, 8).astype(np.float32)
   ids = np.array([[1, 5, 3, 7, 2, 0, 0, 0], [1, 4, 9, 11, 6, 8, 10, 2]], np.int32)
-  got = text._bert_mean_pool({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(ids),
+  got = minilm._bert_mean_pool({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(ids),
                              num_layers=1, num_heads=2)
   # float32 vs float64: ~1e-7 apart; the tanh GELU approximation moves the result by ~1e-4
   np.testing.assert_allclose(got, _minilm_numpy(params, ids, num_heads=2), rtol=0, atol=2e-6)
