@@ -590,9 +590,7 @@ def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int)
   if not _is_chief():
     return result
   for split, p in preds.items():
-    np.savez(os.path.join(workdir, f"predictions_{split}.npz"), preds=p,
-             targets=np.stack([np.asarray(experiment.bundle.splits[split][i]["targets"])
-                               for i in range(len(experiment.bundle.splits[split]))]))
+    np.savez(os.path.join(workdir, f"predictions_{split}.npz"), preds=p, targets=experiment.bundle.targets(split))
   for split in config.eval.splits:
     print(f"{workdir} [{which} checkpoint, epoch {result['epoch']}] {split}:\n{format_shot_table(metrics[split])}")
   return result
