@@ -57,9 +57,14 @@ def random_crop_flip(image: np.ndarray, rng: np.random.Generator, padding: int =
   """
   if image.ndim != 3:
     raise ValueError(f"expected an [H, W, C] image, got shape {image.shape}")
-  h, w, _ = image.shape
   top, left = rng.integers(0, 2 * padding + 1, size=2)
-  flip = rng.random() < 0.5
+  return crop_flip(image, top, left, rng.random() < 0.5, padding, pad_value)
+
+
+def crop_flip(image: np.ndarray, top: int, left: int, flip: bool, padding: int = 16,
+              pad_value: float = PAD_VALUE) -> np.ndarray:
+  """The window at (top, left) of `image` padded by `padding` pixels of `pad_value`, mirrored if `flip`."""
+  h, w, _ = image.shape
   out = np.full_like(image, pad_value)
   # Window of the padded image [top, top + h) × [left, left + w) in original coordinates.
   dy, dx = top - padding, left - padding
