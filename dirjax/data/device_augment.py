@@ -54,6 +54,7 @@ def crop_flip(images: jax.Array, top: jax.Array, left: jax.Array, flip: jax.Arra
   return jax.vmap(one)(padded, top, left, flip)
 
 
+@jax.jit
 def augment(images: jax.Array, seed: int, epoch: jax.Array, positions: jax.Array) -> jax.Array:
   """`crop_flip` with the draws of `crop_flip_params(seed, epoch, positions)`."""
   return crop_flip(images, *crop_flip_params(seed, epoch, positions))
