@@ -12,8 +12,9 @@ test, the FDS statistics pass) thus yields the same float32 [−1, 1] images and
 needs to know about pixel formats. Cost on this project's 2-core VM (`scripts/bench_input.py`,
 AgeDB-like JPEGs, idle machine): decode + resize ≈ 1.4 ms, normalise ≈ 0.4 ms, crop + flip
 ≈ 0.2 ms per image, i.e. host-side float conversion adds ≈ 25 % to the decode and makes batches 4×
-larger than uint8 ones. Shipping uint8 and normalising on device would need a hook in the
-trainer/model (not in the `DataBundle` contract today).
+larger than uint8 ones. `dirjax.data.device_augment` is the same transform on uint8 batches on the
+device, and `dirjax.data.prepared` stores the resized uint8 images once; the trainer does not use
+them yet.
 """
 
 import os
