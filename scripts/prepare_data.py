@@ -35,10 +35,16 @@ def prepare_age_splits(dataset: str, data_dir: str, out_dir: str, img_size: int)
   if dataset not in ("agedb_dir", "imdb_wiki_dir"):
     raise ValueError(f"--prepare_to supports agedb_dir and imdb_wiki_dir, not {dataset}")
   table = pd.read_csv(os.path.join(data_dir, "agedb.csv" if dataset == "agedb_dir" else "imdb_wiki.csv"))
-  for split in ("train", "val", "test"):
+  errors = []
+  for split in ("train", "val", "test"):  # every split, so one run names every corrupt image
     paths = table.loc[table["split"] == split, "path"].tolist()
-    prepared.prepare_split(data_dir, paths, img_size, os.path.join(out_dir, split))
-    print(f"{split}: {len(paths)} images prepared in {out_dir}")
+    try:
+      prepared.prepare_split(data_dir, paths, img_size, os.path.join(out_dir, split))
+      print(f"{split}: {len(paths)} images prepared in {out_dir}")
+    except ValueError as e:
+      errors.append(f"{split}: {e}")
+  if errors:
+    raise ValueError("\n".join(errors))
 
 
 def main(argv: list[str] | None = None) -> int:
