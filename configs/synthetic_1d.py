@@ -28,7 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_epochs = 2000
   c.batch_size = 256  # global batch; 1024 samples = 4 steps per epoch
   c.eval_batch_size = 1024
-  c.input_threads = 0  # in-memory arrays: no prefetch threads needed
+  c.input_threads = 0  # in-memory arrays: read each batch when the step asks for it (no reader thread)
   c.mesh = ml_collections.ConfigDict({"shape": (-1,), "axes": ("data",)})
 
   c.data = ml_collections.ConfigDict({

@@ -5,7 +5,8 @@ random position, contrast and noise; `dirjax.data.synthetic.images`). Training t
 long-tailed (truncated exponential, scale 20: ~200 images in bin 0, ~1 in bin 99), val/test are
 balanced, so the many/medium/few-shot split (100/20 training images per unit bin, as the age
 benchmarks) shows where each method helps. ResNet-18 (ImageNet stem, trained from scratch), Adam
-1e-3 with cosine decay, L1 loss and selection on val MAE like the DIR age benchmarks.
+1e-3 with cosine decay, L1 loss and selection on val MAE like the DIR age benchmarks. The CIFAR stem
+(3×3/1, no max-pool) made the CPU step 2.5× slower here (docs/user_guide.md, "ResNet stems").
 
 Variants (as the rows of the DIR / Balanced-MSE tables): vanilla, SQINV + LDS (Gaussian, ks 5,
 σ 2), FDS (ks 5, σ 2), and Balanced MSE BMC / GAI (8-component GMM) / BNI, each with a learnable

@@ -14,6 +14,7 @@ batch, either per row `[B]` or per element (target's shape); masked entries cont
 Everything is computed in at least float32 (bf16 inputs are promoted).
 """
 
+import functools
 import inspect
 import math
 import numbers
@@ -311,11 +312,9 @@ def bmc_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
         f"bmc_loss needs a batch of at least 2 rows; got B = {batch} (the reference returns a "
         f"constant 0 without gradient for B = 1, upstream issues #14/#19)")
   row_valid = jnp.ones((batch,), bool) if valid is None else valid
+  positive = -jnp.sum(jnp.square(pred - target), axis=-1) / (2 * v)
   if num_negatives is None:
-    logits = -_sq_dist(pred, target) / (2 * v)
-    positive = jnp.diagonal(logits)
-    if valid is not None:
-      logits = jnp.where(valid[None, :] | jnp.eye(batch, dtype=bool), logits, -jnp.inf)
+    per_row = _bmc_row_lse(pred, target, v, row_valid) - positive
   else:
     if (not isinstance(num_negatives, numbers.Integral) or isinstance(num_negatives, bool)
         or not 1 <= num_negatives <= batch - 1):
@@ -330,8 +329,79 @@ def bmc_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
     positive = -jnp.sum(jnp.square(pred - target), axis=-1) / (2 * v)
     negatives = jnp.where(keep_neg, -_sq_dist(pred, target[candidates]) / (2 * v), -jnp.inf)
     logits = jnp.concatenate([positive[:, None], negatives], axis=1)
-  per_row = jax.nn.logsumexp(logits, axis=1) - positive
+    per_row = jax.nn.logsumexp(logits, axis=1) - positive
   return jax.lax.stop_gradient(2 * v) * _mean_rows(per_row, valid)
+
+
+# Rows per block of the BMC log-sum-exp: blocks of about this many [rows, B] logits (4 MB in
+# float32) stay in cache; a smaller batch is one block.
+_BMC_BLOCK_ELEMENTS = 2**20
+
+
+def _bmc_row_lse(pred: Array, target: Array, v: Array, col_valid: Array) -> Array:
+  """`[B]` log-sum-exp over columns j of L_ij = −‖p_i − y_j‖²/(2v), where column j counts for
+  row i if `col_valid[j]` or j = i. Computed in row blocks with a hand-written backward
+  (`_bmc_lse_bwd`), so neither pass holds or writes a [B, B] array."""
+  batch = pred.shape[0]
+  block = max(1, min(batch, _BMC_BLOCK_ELEMENTS // batch))
+  return _blocked_lse(block, pred, target, v, col_valid)
+
+
+def _lse_blocks(block: int, pred: Array, target: Array, v: Array, col_valid: Array, fn: Callable) -> Any:
+  """Applies `fn(rows, p_block, logits, dist, allowed)` to each block of `block` rows (the last block
+  padded; padded rows see every column, so their log-sum-exp stays finite) and stacks the results."""
+  batch, dim = pred.shape
+  blocks = -(-batch // block)
+  padded = jnp.pad(pred, ((0, blocks * block - batch), (0, 0))).reshape(blocks, block, dim)
+  columns = jnp.arange(batch)
+
+  def one_block(args):
+    start, p_block = args
+    rows = start + jnp.arange(block)
+    dist = _sq_dist(p_block, target)
+    allowed = col_valid[None, :] | (columns[None, :] == rows[:, None]) | (rows[:, None] >= batch)
+    logits = jnp.where(allowed, -dist / (2 * v), -jnp.inf)
+    return fn(rows, p_block, logits, dist, allowed)
+
+  return jax.lax.map(one_block, (jnp.arange(blocks) * block, padded))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _blocked_lse(block: int, pred: Array, target: Array, v: Array, col_valid: Array) -> Array:
+  lse = _lse_blocks(block, pred, target, v, col_valid, lambda rows, p, logits, dist, allowed:
+                    jax.nn.logsumexp(logits, axis=1))
+  return lse.reshape(-1)[:pred.shape[0]]
+
+
+def _bmc_lse_fwd(block, pred, target, v, col_valid):
+  lse = _blocked_lse(block, pred, target, v, col_valid)
+  return lse, (pred, target, v, col_valid, lse)
+
+
+def _bmc_lse_bwd(block, residuals, g):
+  """With the softmax s_ij = exp(L_ij − lse_i) and cotangent g_i:
+  ∂/∂p_i = −g_i (p_i − Σ_j s_ij y_j)/v,  ∂/∂y_j = Σ_i g_i s_ij (p_i − y_j)/v,
+  ∂/∂v = Σ_i g_i Σ_j s_ij ‖p_i − y_j‖²/(2v²); per row block, summed over blocks for y and v."""
+  pred, target, v, col_valid, lse = residuals
+  batch = pred.shape[0]
+  g_pad = jnp.pad(g, (0, -(-batch // block) * block - batch))
+  lse_pad = jnp.pad(lse, (0, g_pad.shape[0] - batch))
+  hi = jax.lax.Precision.HIGHEST
+
+  def block_grads(rows, p_block, logits, dist, allowed):
+    gs = g_pad[rows][:, None] * jnp.exp(logits - lse_pad[rows][:, None])  # [rows, B], 0 off `allowed`
+    g_rows = g_pad[rows][:, None]
+    d_pred = -(g_rows * p_block - jnp.matmul(gs, target, precision=hi)) / v
+    gs_p = jnp.matmul(gs.T, p_block, precision=hi)  # [B, d]
+    d_v = jnp.sum(jnp.where(allowed, gs * dist, 0)) / (2 * v**2)
+    return d_pred, gs_p, jnp.sum(gs, axis=0), d_v
+
+  d_pred, gs_p, gs_col, d_v = _lse_blocks(block, pred, target, v, col_valid, block_grads)
+  d_target = (gs_p.sum(0) - target * gs_col.sum(0)[:, None]) / v
+  return d_pred.reshape(-1, pred.shape[1])[:batch], d_target, d_v.sum().astype(v.dtype), None
+
+
+_blocked_lse.defvjp(_bmc_lse_fwd, _bmc_lse_bwd)
 
 
 def _gmm_arrays(means: ArrayLike, covs: ArrayLike, weights: ArrayLike, dim: int,

@@ -396,8 +396,7 @@ def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int)
     return result
   for split, p in preds.items():
     writers.save_npz(os.path.join(workdir, f"predictions_{split}.npz"), preds=p,
-                     targets=np.stack([np.asarray(experiment.bundle.splits[split][i]["targets"])
-                                       for i in range(len(experiment.bundle.splits[split]))]))
+                     targets=experiment.bundle.targets(split))
   for split in config.eval.splits:
     table = reporting.format_shot_table(metrics[split])
     print(f"{workdir} [{which} checkpoint, epoch {result['epoch']}] {split}:\n{table}")

@@ -6,6 +6,10 @@
 Times the trainer's train loader (`dirjax.data.pipeline.Loader`: shuffle → decode + resize +
 normalise → crop/flip → batch → device) with 0/1/2/... reader threads, then the same element chain
 through grain worker processes (`mp_prefetch`), and the per-image cost of each stage on one core.
+`--cache` also prepares the train split (`dirjax.data.prepared`) and times the cached loader (uint8
+batches, augmentation by `dirjax.data.device_augment`) next to the on-the-fly one, interleaved:
+
+  python -m scripts.bench_input --synthetic=2000 --workers=0 --cache --batches=20 --rounds=3
 """
 
 import argparse
@@ -57,18 +61,61 @@ def stage_costs(data_dir: str, csv: str, n: int) -> dict[str, float]:
 
 
 def bench_loader(bundle, batch_size: int, batches: int, threads: int) -> float:
+  return loader_rates(bundle.splits["train"], bundle.train_augment, None, batch_size, batches, threads)[0]
+
+
+def loader_rates(dataset, host_augment, device_augment, batch_size: int, batches: int, threads: int):
+  """(images per wall second, images per CPU second of this process) of the trainer's Loader over
+  `dataset`, with the host augmentation or (uint8 batches) `device_augment(batch, epoch, positions)`."""
   import jax
+  import jax.numpy as jnp
   from dirjax import sharding
   from dirjax.data import pipeline
   mesh = sharding.make_mesh()
-  loader = pipeline.Loader(bundle.splits["train"], batch_size=batch_size, mesh=mesh, shuffle=True,
-                           augment=bundle.train_augment, num_threads=threads)
+  loader = pipeline.Loader(dataset, batch_size=batch_size, mesh=mesh, shuffle=True,
+                           augment=host_augment, num_threads=threads)
   it = itertools.chain.from_iterable(loader(epoch) for epoch in itertools.count())
-  jax.block_until_ready(next(it))  # warm-up (thread start, first batch)
-  t0 = time.perf_counter()
+  positions = jnp.arange(batch_size)
+
+  def next_batch():
+    batch = next(it)
+    return batch if device_augment is None else device_augment(batch["inputs"], 0, 0, positions)
+
+  jax.block_until_ready(next_batch())  # warm-up (thread start, first batch, compilation)
+  t0, c0 = time.perf_counter(), time.process_time()
   for _ in range(batches):
-    jax.block_until_ready(next(it))
-  return batches * batch_size / (time.perf_counter() - t0)
+    jax.block_until_ready(next_batch())
+  images = batches * batch_size
+  return images / (time.perf_counter() - t0), images / (time.process_time() - c0)
+
+
+def bench_cache(data_dir: str, csv: str, batch_size: int, batches: int, rounds: int, bundle) -> None:
+  """Prepares the train split (224², raw uint8 ArrayRecord) in a tmp dir, then times the cached
+  loader (uint8 batches, crop + flip + normalise by `device_augment`) against the on-the-fly loader
+  (0 reader threads both), interleaved over `rounds`."""
+  import grain
+  import pandas as pd
+  from dirjax.data import device_augment, prepared
+  table = pd.read_csv(os.path.join(data_dir, csv))
+  train = table[table["split"] == "train"]
+  with tempfile.TemporaryDirectory() as cache:
+    t0 = time.perf_counter()
+    shards = prepared.prepare_split(data_dir, train["path"].tolist(), 224, os.path.join(cache, "train"),
+                                    progress=lambda m: None)
+    print(f"prepare: {len(train) / (time.perf_counter() - t0):.0f} images/s (decode + resize + write), "
+          f"{sum(os.path.getsize(s) for s in shards) / len(train):.0f} bytes per image")
+    source = grain.MapDataset.source(prepared.PreparedSource(shards, train["age"].to_numpy(), 224))
+    paths = {"on-the-fly (decode, host float32 augment)": (bundle.splits["train"], bundle.train_augment, None),
+             "prepared cache (uint8, device augment)": (source, None, device_augment.augment)}
+    results = {name: [] for name in paths}
+    names = list(paths)
+    for r in range(rounds):
+      for name in names[r % 2:] + names[:r % 2]:
+        results[name].append(loader_rates(*paths[name], batch_size, batches, 0))
+    for name, rates in results.items():
+      wall, cpu = np.array(rates).T
+      print(f"{name}: {np.median(wall):.0f} images/s (range {wall.min():.0f}-{wall.max():.0f}), "
+            f"{np.median(cpu):.0f} images per CPU-second")
 
 
 def bench_processes(bundle, batch_size: int, batches: int, workers: int) -> float:
@@ -92,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--batches", type=int, default=5)
   parser.add_argument("--workers", default="0,1,2", help="comma-separated thread / process counts")
   parser.add_argument("--processes", action="store_true", help="also time grain worker processes")
+  parser.add_argument("--cache", action="store_true",
+                      help="also prepare the train split and time the cached uint8 loader next to the on-the-fly one")
+  parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the --cache comparison")
   args = parser.parse_args(argv)
   from absl import flags
   if not flags.FLAGS.is_parsed():
@@ -118,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     for w in (int(v) for v in args.workers.split(",") if int(v) > 0):
       print(f"grain mp_prefetch, {w} worker process(es): "
             f"{bench_processes(bundle, args.batch_size, args.batches, w):.0f} images/s")
+  if args.cache:
+    bench_cache(config.data_dir, config.csv, args.batch_size, args.batches, args.rounds, bundle)
   if tmp is not None:
     tmp.cleanup()
   return 0

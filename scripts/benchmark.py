@@ -39,10 +39,12 @@ import argparse
 import importlib
 import json
 import math
+import os
 import platform
+import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax
@@ -117,8 +119,28 @@ def rates(batch: int, steps: int, elapsed: float) -> dict:
           "images_per_s": batch * steps / elapsed}
 
 
-def measure_train_step(method: str, dtype: str, size: dict, bn_groups: int | None) -> dict:
-  """Steady-state throughput of `Experiment.train_step` for one (method, dtype)."""
+def interleaved(runners: dict[Any, Callable[[int], float]], steps: int, rounds: int) -> dict[Any, list[float]]:
+  """Seconds of `steps` steps of each runner, once per round, in an order rotated by one each round,
+  so load that drifts over the run (a shared machine) hits every configuration alike."""
+  keys = list(runners)
+  elapsed = {key: [] for key in keys}
+  for r in range(rounds):
+    for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+      elapsed[key].append(runners[key](steps))
+  return elapsed
+
+
+def round_rates(batch: int, steps: int, elapsed: Sequence[float]) -> dict:
+  """`rates` of the median round, plus the range of images/s over the rounds."""
+  per_round = [batch * steps / e for e in elapsed]
+  return {**rates(batch, steps, statistics.median(elapsed)), "rounds": len(elapsed),
+          "images_per_s_min": min(per_round), "images_per_s_max": max(per_round)}
+
+
+def prepare_train_step(method: str, dtype: str, size: dict, bn_groups: int | None):
+  """Compiles and warms up `Experiment.train_step` for one (method, dtype); returns its record,
+  `run(n) -> seconds of n steps` (the state carried from call to call) and `finish()`, which adds
+  the peak memory and the mean loss to the record."""
   experiment = train.Experiment(bench_config(method, dtype, size, bn_groups))
   state = experiment.init_state()
   batch = generated_batch(experiment, size)
@@ -129,21 +151,26 @@ def measure_train_step(method: str, dtype: str, size: dict, bn_groups: int | Non
   record = {"method": method, "dtype": dtype, "compile_s": time.perf_counter() - start,
             "step_bytes": _step_bytes(step)}
   sync = experiment.sync_every_step
+  carry = {"state": state, "counters": counters}
 
-  def run(n: int, state, counters):
+  def run(n: int) -> float:
+    start = time.perf_counter()
+    state, counters = carry["state"], carry["counters"]
     for _ in range(n):
       state, counters = step(state, batch, epoch, counters)
       if sync:
         jax.block_until_ready(counters)
-    return jax.block_until_ready((state, counters))
+    carry.update(state=state, counters=jax.block_until_ready(counters))
+    jax.block_until_ready(state)
+    return time.perf_counter() - start
 
-  state, counters = run(WARMUP_STEPS, state, counters)
-  start = time.perf_counter()
-  state, counters = run(size["steps"], state, counters)
-  record.update(rates(size["batch"], size["steps"], time.perf_counter() - start))
-  record["peak_bytes"] = _peak_bytes()
-  record["mean_loss"] = float(counters["loss"]) / int(counters["steps"])
-  return record
+  def finish() -> dict:
+    record["peak_bytes"] = _peak_bytes()
+    record["mean_loss"] = float(carry["counters"]["loss"]) / int(carry["counters"]["steps"])
+    return record
+
+  run(WARMUP_STEPS)
+  return record, run, finish
 
 
 def measure_fds_epoch(dtype: str, size: dict, bn_groups: int | None) -> dict:
@@ -198,6 +225,7 @@ def measure_fds_epoch(dtype: str, size: dict, bn_groups: int | None) -> dict:
 def device_info() -> dict:
   device = jax.local_devices()[0]
   return {"platform": device.platform, "device": device.device_kind, "device_count": jax.device_count(),
+          "threads": len(os.sched_getaffinity(0)),  # XLA:CPU's pool uses every core the process may run on
           "versions": {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
                        "python": platform.python_version()}}
 
@@ -217,14 +245,16 @@ def format_report(result: dict) -> str:
   s = result["settings"]
   lines = [f"{result['framework']} on {result['device']} ({result['platform']}, {result['device_count']} device(s)): "
            f"{s['model']} {s['image_size']}px x{s['channels']}, batch {s['batch']}, {s['steps']} timed steps"
+           f" x {s.get('rounds', 1)} interleaved rounds (img/s: median round; range), {result.get('threads')} CPU threads"
            + ("  [--small: CPU smoke numbers, not performance claims]" if s["small"] else ""),
            f"{'method':<9}{'variant':<13}{'dtype':<6}{'img/s':>10}{'steps/s':>9}{'ms/step':>10}"
-           f"{'compile s':>10}{'peak GiB':>9}{'step GiB':>9}"]
+           f"{'compile s':>10}{'peak GiB':>9}{'step GiB':>9}  {'img/s range':>17}"]
   gib = lambda v: None if v is None else v / 2 ** 30
   for r in result["train_step"]:
     lines.append(f"{r['method']:<9}{r.get('variant', 'dirjax'):<13}{r['dtype']:<6}{_fmt(r['images_per_s'], '10.1f')}"
                  f"{_fmt(r['steps_per_s'], '9.2f')}{_fmt(r['step_ms'], '10.1f')}{_fmt(r['compile_s'], '10.1f')}"
-                 f"{_fmt(gib(r.get('peak_bytes')), '9.2f')}{_fmt(gib(r.get('step_bytes')), '9.2f')}")
+                 f"{_fmt(gib(r.get('peak_bytes')), '9.2f')}{_fmt(gib(r.get('step_bytes')), '9.2f')}"
+                 f"  {_fmt(r.get('images_per_s_min'), '8.1f')}-{_fmt(r.get('images_per_s_max'), '<8.1f')}")
   if result["fds_epoch"]:
     first = result["fds_epoch"][0]
     lines.append(f"FDS epoch work ({first['samples']} samples x {first['feature_dim']} dims, "
@@ -293,6 +323,8 @@ def add_common_flags(parser: argparse.ArgumentParser, methods: Sequence[str]) ->
   parser.add_argument("--batch", type=int, help="global batch (default 256; --small 8)")
   parser.add_argument("--steps", type=int, help="timed steps per configuration (default 50; --small 2)")
   parser.add_argument("--image-size", type=int, help="image side in pixels (default 224; --small 32)")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="timed rounds of --steps steps; each round runs every configuration, in a rotated order")
   parser.add_argument("--no-fds-epoch", action="store_true", help="skip the per-epoch FDS timings")
   parser.add_argument("--json", help="write the results to this path")
 
@@ -323,13 +355,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
   dtypes = choices(args.dtypes, DTYPES, "dtypes")
   size = sizes(args)
   result = {"framework": "dirjax", **device_info(),
-            "settings": {**size, "small": args.small, "bn_groups": args.bn_groups, "warmup_steps": WARMUP_STEPS},
+            "settings": {**size, "small": args.small, "bn_groups": args.bn_groups, "warmup_steps": WARMUP_STEPS,
+                         "rounds": args.rounds},
             "train_step": [], "fds_epoch": []}
+  prepared = {(method, dtype): prepare_train_step(method, dtype, size, args.bn_groups)
+              for dtype in dtypes for method in methods}
+  elapsed = interleaved({key: run for key, (_, run, _) in prepared.items()}, size["steps"], args.rounds)
+  for key, (record, _, finish) in prepared.items():
+    record = {**finish(), **round_rates(size["batch"], size["steps"], elapsed[key])}
+    result["train_step"].append(record)
+    print(f"  {key[0]:<9}{key[1]:<6}{record['images_per_s']:>10.1f} img/s", file=sys.stderr, flush=True)
+  del prepared
   for dtype in dtypes:
-    for method in methods:
-      record = measure_train_step(method, dtype, size, args.bn_groups)
-      result["train_step"].append(record)
-      print(f"  {method:<9}{dtype:<6}{record['images_per_s']:>10.1f} img/s", file=sys.stderr, flush=True)
     if "fds" in methods and not args.no_fds_epoch:
       result["fds_epoch"].append(measure_fds_epoch(dtype, size, args.bn_groups))
   write_result(result, args.json)

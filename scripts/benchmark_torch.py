@@ -330,10 +330,11 @@ def _run_with_fallback(fn: Callable, eager: Callable, record: dict, *args) -> An
     return eager(*args), eager
 
 
-def measure_train_step(method: str, name: str, size: dict, device: torch.device,
-                       batch: tuple[torch.Tensor, torch.Tensor], priors: dict) -> dict:
-  """Steady-state training throughput of one (method, variant); the first steps are timed apart
-  (they include torch.compile's compilation and cuDNN autotuning)."""
+def prepare_train_step(method: str, name: str, size: dict, device: torch.device,
+                       batch: tuple[torch.Tensor, torch.Tensor], priors: dict):
+  """One (method, variant) built and warmed up (the first steps are timed apart: they include
+  torch.compile's compilation and cuDNN autotuning); returns its record, `run(n) -> seconds of n
+  steps` and `finish()`, which adds the peak memory and the last loss (as `scripts/benchmark.py`)."""
   variant = VARIANTS[name]
   record = {"method": method, "variant": name, "dtype": variant["dtype"]}
   model, optimizer, loss_fn, _ = _build(method, variant, size, device, priors)
@@ -362,14 +363,20 @@ def measure_train_step(method: str, name: str, size: dict, device: torch.device,
     loss, run = step(run)
   _sync(device)
   record["compile_s"] = time.perf_counter() - start
-  start = time.perf_counter()
-  for _ in range(size["steps"]):
-    loss, run = step(run)
-  _sync(device)
-  elapsed = time.perf_counter() - start
-  record.update(bench.rates(size["batch"], size["steps"], elapsed), peak_bytes=_peak_bytes(device),
-                last_loss=float(loss.detach()))
-  return record
+  carry = {"fn": run, "loss": loss}
+
+  def timed(n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+      carry["loss"], carry["fn"] = step(carry["fn"])
+    _sync(device)
+    return time.perf_counter() - start
+
+  def finish() -> dict:
+    record.update(peak_bytes=_peak_bytes(device), last_loss=float(carry["loss"].detach()))
+    return record
+
+  return record, timed, finish
 
 
 def measure_fds_epoch(name: str, size: dict, device: torch.device,
@@ -423,7 +430,7 @@ def measure_fds_epoch(name: str, size: dict, device: torch.device,
 
 def device_info(device: torch.device) -> dict:
   name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-  return {"platform": device.type, "device": name, "device_count": 1,
+  return {"platform": device.type, "device": name, "device_count": 1, "threads": torch.get_num_threads(),
           "versions": {"torch": torch.__version__, "python": platform.python_version()}}
 
 
@@ -436,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   variants = bench.choices(args.variants, VARIANTS, "variants")
   size = bench.sizes(args)
   device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  torch.set_num_threads(len(os.sched_getaffinity(0)))  # as many as XLA:CPU uses in scripts/benchmark.py
   torch.backends.cuda.matmul.allow_tf32 = True  # the reference's default (PyTorch < 1.12)
   torch.backends.cudnn.allow_tf32 = True
   torch.backends.cudnn.benchmark = True
@@ -445,12 +453,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
   batch = (torch.randn(shape, generator=gen).to(device),
            torch.as_tensor(bench.age_labels(size["batch"])[:, None], device=device))
   result = {"framework": "torch", **device_info(device),
-            "settings": {**size, "small": args.small, "warmup_steps": WARMUP_STEPS}, "train_step": [], "fds_epoch": []}
+            "settings": {**size, "small": args.small, "warmup_steps": WARMUP_STEPS, "rounds": args.rounds}, "train_step": [], "fds_epoch": []}
+  prepared = {(method, name): prepare_train_step(method, name, size, device, batch, priors)
+              for name in variants for method in methods}
+  elapsed = bench.interleaved({key: run for key, (_, run, _) in prepared.items()}, size["steps"], args.rounds)
+  for key, (record, _, finish) in prepared.items():
+    record = {**finish(), **bench.round_rates(size["batch"], size["steps"], elapsed[key])}
+    result["train_step"].append(record)
+    print(f"  {key[0]:<9}{key[1]:<13}{record['images_per_s']:>10.1f} img/s", file=sys.stderr, flush=True)
+  del prepared
   for name in variants:
-    for method in methods:
-      record = measure_train_step(method, name, size, device, batch, priors)
-      result["train_step"].append(record)
-      print(f"  {method:<9}{name:<13}{record['images_per_s']:>10.1f} img/s", file=sys.stderr, flush=True)
     if "fds" in methods and not args.no_fds_epoch:
       result["fds_epoch"].append(measure_fds_epoch(name, size, device, batch, priors))
   bench.write_result(result, args.json)

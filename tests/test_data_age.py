@@ -51,6 +51,21 @@ def test_splits_elements_and_labels(agedb_dir):
   assert bundle.fds_buckets["bucket_start"] == 3 and bundle.fds_buckets["bucket_num"] == 100
 
 
+def test_split_targets_come_from_the_table_without_decoding_an_image(agedb_dir, monkeypatch):
+  bundle = data_registry.get_data(fixtures_age.data_config(agedb_dir, img_size=32), seed=0)
+  decodes = []
+  real_load = images.load_rgb
+  monkeypatch.setattr(images, "load_rgb", lambda *a, **k: decodes.append(a) or real_load(*a, **k))
+  table = pd.read_csv(os.path.join(agedb_dir, "agedb.csv"))
+  for split in ("train", "val", "test"):
+    targets = bundle.targets(split)
+    np.testing.assert_array_equal(targets, table[table["split"] == split]["age"].to_numpy(np.float32)[:, None])
+    assert targets.shape == (len(bundle.splits[split]), 1)
+  assert decodes == []
+  bundle.splits["val"][0]  # the counter does see a decode
+  assert len(decodes) == 1
+
+
 def test_imdb_wiki_name_uses_same_pipeline(agedb_dir):
   shutil.copy(os.path.join(agedb_dir, "agedb.csv"), os.path.join(agedb_dir, "imdb_wiki.csv"))
   bundle = data_registry.get_data(fixtures_age.data_config(agedb_dir, "imdb_wiki_dir", img_size=16), seed=0)

@@ -279,6 +279,48 @@ def test_bmc_down_sampled_matches_numpy():
   close(bmc(p, y, v, num_negatives=9), np_bmc(p, y, v))
 
 
+def np_bmc_masked(p, y, v, valid, scale=None):
+  """Rows: valid ones only; columns of row i: the valid targets and its own (the pre-blocking
+  formula: a [B, B] logit matrix with −inf off the mask)."""
+  p, y = p.astype(np.float64), y.astype(np.float64)
+  logits = -((p[:, None, :] - y[None, :, :]) ** 2).sum(-1) / (2 * v)
+  logits = np.where(valid[None, :] | np.eye(len(p), dtype=bool), logits, -np.inf)
+  rows = logsumexp(logits, axis=1) - np.diag(logits)
+  return (2 * v if scale is None else scale) * rows[valid].mean()
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_bmc_in_row_blocks_matches_the_dense_formula_and_finite_differences(monkeypatch, d):
+  monkeypatch.setattr(losses, "_BMC_BLOCK_ELEMENTS", 256)  # B = 37: 7 blocks of 6 rows, 5 padded
+  p, y = data(b=37, d=d, scale=2.0)
+  valid = np.arange(37) % 5 != 1
+  v = 1.3**2
+  loss = jax.jit(losses.bmc_loss)
+  close(loss(p, y, v, mask=valid), np_bmc_masked(p, y, v, valid), rtol=1e-5)
+  close(loss(p, y, v), np_bmc(p, y, v), rtol=1e-5)
+  with jax.enable_x64(True):
+    p64, y64 = p.astype(np.float64), y.astype(np.float64)
+    grads = jax.jit(jax.grad(lambda q, t, s: losses.bmc_loss(q, t, s**2, mask=valid), argnums=(0, 1, 2)))(
+        p64, y64, np.float64(1.3))
+  h, rng = 1e-6, np.random.default_rng(3)
+  scale = 2 * v  # the stop-gradient scale is a constant for every derivative
+  for which, grad in ((0, grads[0]), (1, grads[1])):
+    for i, k in zip(rng.integers(0, 37, 4), rng.integers(0, d, 4)):
+      up, down = [p64.copy(), y64.copy()], [p64.copy(), y64.copy()]
+      up[which][i, k] += h
+      down[which][i, k] -= h
+      fd = (np_bmc_masked(*up, v, valid) - np_bmc_masked(*down, v, valid)) / (2 * h)
+      close(grad[i, k], fd, rtol=1e-5, atol=1e-8)
+  fd = (np_bmc_masked(p64, y64, (1.3 + h) ** 2, valid, scale)
+        - np_bmc_masked(p64, y64, (1.3 - h) ** 2, valid, scale)) / (2 * h)
+  close(grads[2], fd, rtol=1e-5)
+
+
+def test_bmc_at_a_multi_block_batch_matches_the_dense_formula():
+  p, y = data(b=2048, d=1, scale=3.0)  # default blocks: 4 blocks of 512 rows
+  close(bmc(p, y, 2.0), np_bmc(p, y, 2.0), rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------------------------
 # GAI.
 

@@ -100,3 +100,35 @@ def test_bad_inputs_fail_clearly(mesh):
     pipeline.Loader(grain.MapDataset.source([]), batch_size=4, mesh=mesh)
   with pytest.raises(ValueError, match="batch_size=6"):
     pipeline.Loader(_dataset(), batch_size=6, mesh=mesh)
+
+
+class _CountingSource(grain.MapDataset):
+  """Element reads are counted, so a test sees how far ahead the loader reads."""
+
+  def __init__(self, n: int):
+    super().__init__()
+    self.n, self.reads = n, 0
+
+  def __len__(self):
+    return self.n
+
+  def __getitem__(self, index):
+    self.reads += 1
+    return {"inputs": np.float32([index]), "targets": np.float32([index])}
+
+
+@pytest.mark.parametrize("num_threads", [0, 1, 2])
+def test_reader_reads_at_most_its_bounded_prefetch(mesh, num_threads):
+  import threading
+  import time
+  source = _CountingSource(64)
+  batches = pipeline.Loader(source, batch_size=4, mesh=mesh, num_threads=num_threads)(0)
+  next(batches)
+  time.sleep(0.3)  # let reader threads fill whatever buffer they have
+  # the first batch plus 2 batches per reader thread, of 4 elements each (grain's default: all 16)
+  assert source.reads <= 4 * (1 + 2 * num_threads)
+  readers = [t for t in threading.enumerate() if t.name.startswith("grain-prefetch")]
+  assert len(readers) <= num_threads
+  batches.close()
+  with pytest.raises(ValueError, match="input_threads"):
+    pipeline.read_options(-1)

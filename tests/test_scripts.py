@@ -156,3 +156,35 @@ def test_bench_input_synthetic_smoke(capsys):
   assert bench_input.main(["--synthetic=24", "--batch_size=4", "--batches=1", "--workers=0,1"]) == 0
   out = capsys.readouterr().out
   assert "images/s" in out and "decode+resize" in out
+
+
+def test_bench_input_cache_smoke(capsys):
+  assert bench_input.main(["--synthetic=24", "--batch_size=4", "--batches=1", "--workers=0", "--cache",
+                           "--rounds=2"]) == 0
+  out = capsys.readouterr().out
+  assert "prepared cache (uint8, device augment)" in out and "bytes per image" in out
+
+
+def test_prepare_data_writes_prepared_splits(tmp_path, capsys):
+  from dirjax.data import images, prepared
+  root = fixtures_age.make_agedb(str(tmp_path / "agedb"))
+  out = str(tmp_path / "prepared")
+  table = pd.read_csv(os.path.join(root, "agedb.csv"))
+  corrupt = [table.loc[table["split"] == s, "path"].iloc[0] for s in ("train", "test")]
+  for path in corrupt:
+    os.rename(os.path.join(root, path), os.path.join(root, path + ".good"))
+    with open(os.path.join(root, path), "wb") as f:
+      f.write(b"not a jpeg")
+  assert prepare_data.main(["--dataset=agedb_dir", f"--data_dir={root}", f"--prepare_to={out}", "--img_size=16"]) == 1
+  err = capsys.readouterr().err
+  assert all(path in err for path in corrupt)  # both splits' corrupt images in one run
+  for path in corrupt:
+    os.replace(os.path.join(root, path + ".good"), os.path.join(root, path))
+  assert prepare_data.main(["--dataset=agedb_dir", f"--data_dir={root}", f"--prepare_to={out}", "--img_size=16"]) == 0
+  for split in ("train", "val", "test"):
+    rows = table[table["split"] == split].reset_index(drop=True)
+    shards = prepared.shard_paths(os.path.join(out, split), len(rows), 1000)
+    source = prepared.PreparedSource(shards, rows["age"].to_numpy(), 16)
+    assert len(source) == len(rows)
+    np.testing.assert_array_equal(source[len(rows) - 1]["inputs"],
+                                  images.load_rgb(os.path.join(root, rows["path"][len(rows) - 1]), 16))

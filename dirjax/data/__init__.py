@@ -40,6 +40,10 @@ class DataBundle:
   only approximate it (NYUD2-DIR: the reference's pixel counts `TRAIN_BUCKET_NUM`); the INV/SQINV
   (+LDS) weight tables and the BNI bucket prior are then built from these counts, with the bins
   below `first_counted_bin` taking that bin's value (the reference's `bucket_start`).
+
+  `split_targets` (optional): each split's targets in split order, when the benchmark has them
+  without reading its elements (the age benchmarks, whose elements decode a JPEG); `targets(split)`
+  reads them from there, else from the elements.
   """
   splits: dict[str, grain.MapDataset]
   train_augment: Callable[[dict, np.random.Generator], dict] | None
@@ -50,6 +54,14 @@ class DataBundle:
   fds_split: str = "train"
   train_bin_counts: np.ndarray | None = None
   first_counted_bin: int = 0
+  split_targets: dict[str, np.ndarray] | None = None
+
+  def targets(self, split: str) -> np.ndarray:
+    """The targets of `split` stacked in split order (`[N, *target shape]`)."""
+    if self.split_targets is not None and split in self.split_targets:
+      return self.split_targets[split]
+    dataset = self.splits[split]
+    return np.stack([np.asarray(dataset[i]["targets"]) for i in range(len(dataset))])
 
 
 def module_name(name: str) -> str:

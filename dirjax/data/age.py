@@ -208,6 +208,7 @@ def get_data(config: Any, *, seed: int, benchmark: AgeBenchmark) -> DataBundle:
                  "bucketing": "integer", "edge_pooling": "presence"},
     evaluate=scalar_evaluator({**labels, "train": train_labels}, labels["train"], exact_ages,
                               many_shot_thr=config.many_shot_thr, low_shot_thr=config.low_shot_thr),
+    split_targets={s: y[:, None] for s, y in {**labels, "train": train_labels}.items()},
   )
 
 

@@ -12,8 +12,9 @@ test, the FDS statistics pass) thus yields the same float32 [−1, 1] images and
 needs to know about pixel formats. Cost on this project's 2-core VM (`scripts/bench_input.py`,
 AgeDB-like JPEGs, idle machine): decode + resize ≈ 1.4 ms, normalise ≈ 0.4 ms, crop + flip
 ≈ 0.2 ms per image, i.e. host-side float conversion adds ≈ 25 % to the decode and makes batches 4×
-larger than uint8 ones. Shipping uint8 and normalising on device would need a hook in the
-trainer/model (not in the `DataBundle` contract today).
+larger than uint8 ones. `dirjax.data.device_augment` is the same transform on uint8 batches on the
+device, and `dirjax.data.prepared` stores the resized uint8 images once; the trainer does not use
+them yet.
 """
 
 import os
@@ -57,9 +58,14 @@ def random_crop_flip(image: np.ndarray, rng: np.random.Generator, padding: int =
   """
   if image.ndim != 3:
     raise ValueError(f"expected an [H, W, C] image, got shape {image.shape}")
-  h, w, _ = image.shape
   top, left = rng.integers(0, 2 * padding + 1, size=2)
-  flip = rng.random() < 0.5
+  return crop_flip(image, top, left, rng.random() < 0.5, padding, pad_value)
+
+
+def crop_flip(image: np.ndarray, top: int, left: int, flip: bool, padding: int = 16,
+              pad_value: float = PAD_VALUE) -> np.ndarray:
+  """The window at (top, left) of `image` padded by `padding` pixels of `pad_value`, mirrored if `flip`."""
+  h, w, _ = image.shape
   out = np.full_like(image, pad_value)
   # Window of the padded image [top, top + h) × [left, left + w) in original coordinates.
   dy, dx = top - padding, left - padding

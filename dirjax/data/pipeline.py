@@ -99,12 +99,18 @@ class Loader:
     return self._local_batches(epoch)[step]
 
   def __call__(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
-    batches = self._local_batches(epoch)[start_step:]
-    if self.num_threads > 0:
-      batches = batches.to_iter_dataset(
-        grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=2 * self.num_threads))
+    batches = self._local_batches(epoch)[start_step:].to_iter_dataset(read_options(self.num_threads))
     for batch in batches:
       yield sharding.to_global(batch, self.mesh)
+
+
+def read_options(num_threads: int) -> grain.ReadOptions:
+  """Bounded reader options: `num_threads` reader threads and 2 batches in flight per thread;
+  0 reads each batch in the consuming thread when it is asked for. (Iterating a `MapDataset`
+  without options uses grain's defaults, 16 threads and a 500-batch buffer.)"""
+  if num_threads < 0:
+    raise ValueError(f"input_threads must be >= 0, got {num_threads}")
+  return grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * num_threads)
 
 
 def predict(predict_fn: Callable[[dict[str, jax.Array]], Any], loader: Loader) -> np.ndarray:
