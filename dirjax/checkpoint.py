@@ -173,9 +173,9 @@ _DROP_ABANDONED = _DropAbandonedReports()
 
 
 def _drop_abandoned_restore_reports() -> None:
-  """After a failed restore, orbax's abandoned futures report the same error again when they are
+  """On a failed restore, orbax's abandoned futures report the same error again when they are
   collected or the event loop closes (asyncio's "Future exception was never retrieved" and
-  "Event loop is closed", 150+ lines): from then on these reports are dropped, so the
+  "Event loop is closed", 150+ lines): once a restore starts these reports are dropped, so the
   `CheckpointError` is the one message. Other asyncio errors still show."""
   asyncio_logger = std_logging.getLogger("asyncio")
   if _DROP_ABANDONED not in asyncio_logger.filters:
@@ -306,6 +306,7 @@ class Checkpointer:
     if step is None:
       raise CheckpointError(f"no {which} checkpoint found in {self.directory}")
     where = f"checkpoint step {step} in {self.directory}"
+    _drop_abandoned_restore_reports()  # before reading: orbax's reader threads may fail first
     try:
       saved = self._manager.item_metadata(step)["state"]
     except Exception as e:  # orbax raises assorted types for unreadable metadata.
