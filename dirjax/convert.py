@@ -353,11 +353,15 @@ def convert(checkpoint: str, config: ml_collections.ConfigDict, workdir: str,
 
 
 def main(argv: list[str]) -> None:
-  from absl import app, flags
+  import logging as std_logging
+
+  from absl import app, flags, logging
 
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  # orbax logs every save at INFO; keep its warnings only (as dirjax.main).
+  logging.get_absl_logger().addFilter(lambda r: r.levelno >= std_logging.WARNING or "orbax" not in r.pathname)
   meta = convert(f.checkpoint, f.config, f.workdir, f.noise_sigma)
   print(f"converted {meta['converted_from']} (reference epoch {meta['reference_epoch']}) into {f.workdir}")
 

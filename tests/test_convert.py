@@ -276,3 +276,28 @@ def test_cli_converts_evaluates_and_starts_rrt(tmp_path):
   assert not np.allclose(net["head"]["kernel"][...][:, 0], torch_model.linear.weight.detach().numpy()[0])
   result = train.train_and_evaluate(rrt, str(tmp_path / "rrt"))
   assert result["test"]["all"]["count"] == len(test) and np.isfinite(result["test"]["all"]["mae"])
+
+
+def test_convert_balanced_mse_workdir_stores_sigma(tmp_path):
+  """`convert` with an IMDB-WIKI BMC config: the trainer restores the model and the given σ; a σ for a
+  config without a Balanced-MSE loss is refused."""
+  import shutil
+  from configs import imdb_bmc, imdb_vanilla
+  data_dir = fixtures_age.make_agedb(str(tmp_path / "data"))
+  shutil.copy(os.path.join(data_dir, "agedb.csv"), os.path.join(data_dir, "imdb_wiki.csv"))
+  torch_model = ref.AgeResNet(ref.BasicBlock, (1, 1, 1, 1), width=4, seed=6)
+  ckpt = str(tmp_path / "bmc.pth.tar")
+  ref.save_reference_checkpoint(torch_model, ckpt)
+  c = imdb_bmc.get_config("smoke")
+  c.data.data_dir = data_dir
+  convert.convert(ckpt, c, str(tmp_path / "w"), noise_sigma=8.25)
+  c.init_from = ""
+  state, meta = train.Experiment(c).restore(str(tmp_path / "w" / "checkpoints"), "best")
+  assert float(state["model"]["noise_sigma"][...]) == 8.25 and meta["reference_epoch"] == 90
+  np.testing.assert_array_equal(state["model"]["net"]["head"]["kernel"][...][:, 0],
+                                torch_model.linear.weight.detach().numpy()[0])
+  assert train.load_config(str(tmp_path / "w")).init_from == ""
+  vanilla = imdb_vanilla.get_config("smoke")
+  vanilla.data.data_dir = data_dir
+  with pytest.raises(convert.ConversionError, match="only for Balanced-MSE configs"):
+    convert.convert(ckpt, vanilla, str(tmp_path / "v"), noise_sigma=1.0)
