@@ -220,7 +220,8 @@ def bilstm_arrays(state_dict: dict[str, np.ndarray], model_config: ml_collection
   Each LSTM direction's two biases are summed into flax's single `dense_h` bias.
   """
   del model_config
-  lstm = {}
+  lstm_name = re.compile(rf"{re.escape(_LSTM)}(weight|bias)_(ih|hh)_l(\d+)(_reverse)?")
+  lstm = {name: value for name, value in state_dict.items() if lstm_name.fullmatch(name)}
 
   def rule(name, value):
     parts = name.split(".")
@@ -230,24 +231,20 @@ def bilstm_arrays(state_dict: dict[str, np.ndarray], model_config: ml_collection
       return "embedding", value
     if parts[0] == "sts-b_pred_layer" and len(parts) == 2:
       return _layer("head", parts[1], value)
-    match = re.fullmatch(rf"{re.escape(_LSTM)}(weight|bias)_(ih|hh)_l(\d+)(_reverse)?", name)
-    if match is None:
-      return None
-    direction = "backward_rnn" if match[4] else "forward_rnn"
-    lstm[(int(match[3]), direction, match[1], match[2])] = value
-    return f"lstm-part/{name}", value  # collected, combined below
+    return None
 
-  renamed = {k: v for k, v in _rename(state_dict, rule).items() if not k.startswith("lstm-part/")}
-  for (layer, direction, kind, which), value in lstm.items():
-    cell = f"lstm/{layer}/{direction}/cell"
+  out = _rename({k: v for k, v in state_dict.items() if k not in lstm}, rule)
+  for name, value in lstm.items():
+    kind, which, layer, reverse = lstm_name.fullmatch(name).groups()
+    cell = f"lstm/{layer}/{'backward_rnn' if reverse else 'forward_rnn'}/cell"
     if kind == "weight":
-      renamed[f"{cell}/dense_{'i' if which == 'ih' else 'h'}/kernel"] = linear_kernel(value)
+      out[f"{cell}/dense_{which[0]}/kernel"] = linear_kernel(value)
     elif which == "ih":
-      other = lstm.get((layer, direction, "bias", "hh"))
-      if other is None:
-        raise ConversionError(f"{_LSTM}bias_hh_l{layer}{'_reverse' * (direction == 'backward_rnn')} is missing")
-      renamed[f"{cell}/dense_h/bias"] = value + other
-  return renamed
+      hh = name.replace("bias_ih", "bias_hh")
+      if hh not in lstm:
+        raise ConversionError(f"{name} is in the checkpoint but {hh} is not")
+      out[f"{cell}/dense_h/bias"] = value + lstm[hh]
+  return out
 
 
 FAMILIES: dict[str, Callable[[dict[str, np.ndarray], ml_collections.ConfigDict], dict[str, np.ndarray]]] = {
