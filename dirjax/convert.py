@@ -215,7 +215,7 @@ _LSTM = "pair_encoder._phrase_layer._module."
 
 
 def bilstm_arrays(state_dict: dict[str, np.ndarray], model_config: ml_collections.ConfigDict):
-  """`sts-b-dir/models.py` MultiTaskModel → `dirjax.models.text.BiLSTMRegressor` paths.
+  """`sts-b-dir/models.py` MultiTaskModel → `dirjax.models.text.BiLSTMEncoder` paths (+ the scaled head).
 
   Each LSTM direction's two biases are summed into flax's single `dense_h` bias.
   """
@@ -230,7 +230,7 @@ def bilstm_arrays(state_dict: dict[str, np.ndarray], model_config: ml_collection
     if name == _EMBEDDING:
       return "embedding", value
     if parts[0] == "sts-b_pred_layer" and len(parts) == 2:
-      return _layer("head", parts[1], value)
+      return _layer("head/linear", parts[1], value)
     return None
 
   out = _rename({k: v for k, v in state_dict.items() if k not in lstm}, rule)
@@ -265,9 +265,11 @@ def to_dirjax_arrays(state_dict: dict[str, np.ndarray], model_config: ml_collect
 
 
 def model_state_path(path: str) -> str:
-  """Where a task-network path lives in the trainer's model state (`train.Regressor`): under `net`,
-  except σ at the root. The ONE place to edit when the Regressor's layout changes."""
-  return path if path == "noise_sigma" else f"net/{path}"
+  """Where a task-network path lives in the trainer's model state (`dirjax.models.regressor.Regressor`):
+  the head, the FDS statistics and σ are the wrapper's own, the rest is the encoder's. The ONE place
+  to edit when the Regressor's layout changes."""
+  top = path.split("/")[0]
+  return path if top in ("head", "fds", "noise_sigma") else f"encoder/{path}"
 
 
 def _is_converted(path: str) -> bool:
@@ -343,8 +345,10 @@ def convert(checkpoint: str, config: ml_collections.ConfigDict, workdir: str,
           "best": {"value": float("inf"), "epoch": epoch - 1, "step": 0},
           "converted_from": os.path.abspath(checkpoint), "reference_epoch": extras.get("epoch")}
   meta["reference_epoch"] = None if meta["reference_epoch"] is None else int(meta["reference_epoch"])
-  with checkpoint_lib.Checkpointer(checkpoints) as ckpt:
-    experiment.save(ckpt, 0, state, meta, is_best=True)
+  identity = checkpoint_lib.run_identity(config, steps_per_epoch=experiment.steps_per_epoch,
+                                         train_size=len(experiment.bundle.splits["train"]), mesh=experiment.mesh)
+  with checkpoint_lib.Checkpointer(checkpoints, identity=identity) as ckpt:
+    ckpt.save(0, state, meta, is_best=True)
   train._save_config(config, workdir)  # the trainer's own config.json writer
   return meta
 

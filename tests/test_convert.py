@@ -21,6 +21,7 @@ from flax import nnx  # noqa: E402
 
 from dirjax import convert, models, train  # noqa: E402
 from dirjax import fds as fds_lib  # noqa: E402
+from dirjax.models.regressor import Regressor  # noqa: E402
 from tests import fixtures_age  # noqa: E402
 from tests import torch_reference_models as ref  # noqa: E402
 
@@ -35,15 +36,15 @@ def relative_error(ours, theirs) -> float:
 
 
 def converted_model(torch_model, path, model_config: dict, fds: dict | None = None, noise_sigma=None, **save):
-  """Saves `torch_model` the reference way, converts it and returns the dirjax `train.Regressor`."""
+  """Saves `torch_model` the reference way, converts it and returns the dirjax `Regressor`."""
   ref.save_reference_checkpoint(torch_model, path, **save)
   state_dict, extras = convert.load_torch_checkpoint(path)
   arrays = convert.to_dirjax_arrays(state_dict, ml_collections.ConfigDict(model_config))
   if noise_sigma is not None:
     arrays["noise_sigma"] = np.float32(noise_sigma)
   fds_module = None if fds is None else fds_lib.FDS(**fds)
-  net = models.get_model(ml_collections.ConfigDict(model_config), rngs=nnx.Rngs(0), fds=fds_module)
-  model = train.Regressor(net, None if noise_sigma is None else 1.0)
+  encoder = models.get_model(ml_collections.ConfigDict(model_config), rngs=nnx.Rngs(0))
+  model = Regressor(encoder, rngs=nnx.Rngs(0), fds=fds_module, init_noise_sigma=None if noise_sigma is None else 1.0)
   nnx.update(model, convert.place(arrays, nnx.state(model)))
   model.eval()
   return model, extras
@@ -52,7 +53,7 @@ def converted_model(torch_model, path, model_config: dict, fds: dict | None = No
 def calibrated(model, features, labels, epoch=5):
   """dirjax FDS calibration of `features` (training mode, epoch ≥ start_smooth)."""
   model.train()
-  out = model.net.fds(jnp.asarray(features), jnp.asarray(labels, jnp.float32), epoch)
+  out = model.fds(jnp.asarray(features), jnp.asarray(labels, jnp.float32), epoch)
   model.eval()
   return np.asarray(out)
 
@@ -108,12 +109,12 @@ def test_age_resnet50_with_fds_matches_pytorch(tmp_path):
     torch_model, str(tmp_path / "ckpt.pth.tar"),
     {"name": "resnet50", "width": 4, "stage_sizes": (1, 2, 1, 1), "out_dim": 1},
     fds={"feature_dim": 128, "bucket_num": 20, "bucket_start": 3, "edge_pooling": "presence"})
-  ours, our_features = model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
+  ours, our_features, _ = model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
   errors = {"pred": relative_error(ours, pred.numpy()), "features": relative_error(our_features, features.numpy()),
             "calibrated": relative_error(calibrated(model, our_features, labels.numpy()), smoothed.numpy())}
   print("age resnet50 + FDS max relative errors:", errors)
   assert max(errors.values()) < TOLERANCE
-  fds = model.net.fds
+  fds = model.fds
   assert int(fds.epoch[...]) == 7 and fds.epoch[...].dtype == jnp.int32 and fds.num_samples_tracked[...].dtype == jnp.int32
   np.testing.assert_array_equal(fds.num_samples_tracked[...], torch_model.FDS.num_samples_tracked.numpy())
 
@@ -150,7 +151,7 @@ def test_nyud2_depth_network_with_fds_matches_pytorch(tmp_path):
                                                              "stage_sizes": (1, 1, 2, 1)},
     fds={"feature_dim": 16, "bucket_num": 30, "bucket_start": 7, "bucketing": "floor10", "clip_min": 0.2,
          "clip_max": 5.0, "zero_var_rule": "whole_bucket"})
-  ours, our_features = model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
+  ours, our_features, _ = model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
   errors = {"pred": relative_error(ours, pred.numpy().transpose(0, 2, 3, 1)),
             "features": relative_error(our_features, features.numpy().transpose(0, 2, 3, 1)),
             "calibrated": relative_error(calibrated(model, pixels.numpy(), depth.numpy()), smoothed.numpy())}
@@ -172,7 +173,7 @@ def test_stsb_bilstm_with_fds_matches_pytorch(tmp_path):
     {"name": "bilstm", "vocab_size": 30, "embed_dim": 6, "hidden": 5, "num_layers": 2},
     fds={"feature_dim": 40, "bucket_num": 50, "bucketing": "floor10", "clip_min": 0.5, "clip_max": 2.0},
     data_parallel=False, wrapped=False)
-  ours, our_features = model(jnp.asarray(ids.numpy(), jnp.int32))
+  ours, our_features, _ = model(jnp.asarray(ids.numpy(), jnp.int32))
   errors = {"pred": relative_error(ours, pred.numpy()), "features": relative_error(our_features, features.numpy()),
             "calibrated": relative_error(calibrated(model, our_features, labels.numpy()), smoothed.numpy())}
   print("sts-b bilstm + FDS max relative errors:", errors)
@@ -185,8 +186,8 @@ def test_full_size_resnet50_maps_one_to_one():
   torch_model = ref.AgeResNet(ref.Bottleneck, (3, 4, 6, 3), width=64, fds=(100, 3))
   state_dict = {k: v.numpy() for k, v in torch_model.state_dict().items() if "num_batches_tracked" not in k}
   arrays = convert.to_dirjax_arrays(state_dict, ml_collections.ConfigDict({"name": "resnet50"}))
-  abstract = nnx.eval_shape(lambda: train.Regressor(models.get_model(
-    ml_collections.ConfigDict({"name": "resnet50"}), rngs=nnx.Rngs(0), fds=fds_lib.FDS(2048, 100, 3))))
+  abstract = nnx.eval_shape(lambda: Regressor(models.get_model(
+    ml_collections.ConfigDict({"name": "resnet50"}), rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0), fds=fds_lib.FDS(2048, 100, 3)))
   placed = convert.place(arrays, nnx.state(abstract))
   assert len(arrays) == len(state_dict) == 275  # 53 convs + 53 BN × 4 + linear × 2 + 8 FDS buffers
   torch_params = sum(p.numel() for p in torch_model.parameters())
@@ -217,15 +218,15 @@ def test_another_architecture_lists_the_unmatched_names(tmp_path):
   age = ref.AgeResNet(ref.BasicBlock, (1, 1, 1, 1), width=2, fds=(10, 0))
   small = ml_collections.ConfigDict({"name": "resnet18", "width": 2, "stage_sizes": (1, 1, 1, 1)})
   arrays = convert.to_dirjax_arrays({k: v.numpy() for k, v in age.state_dict().items() if "num_batches" not in k}, small)
-  model = train.Regressor(models.get_model(small, rngs=nnx.Rngs(0)))
-  with pytest.raises(convert.ConversionError, match=r"8 checkpoint arrays without a place.*\n  net/fds/epoch"):
+  model = Regressor(models.get_model(small, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0))
+  with pytest.raises(convert.ConversionError, match=r"8 checkpoint arrays without a place.*\n  fds/epoch"):
     convert.place(arrays, nnx.state(model))
   arrays = {k: v for k, v in arrays.items() if not k.startswith(("fds/", "head/"))}
-  with pytest.raises(convert.ConversionError, match=r"2 dirjax model variables the checkpoint does not provide.*\n  net/head/bias"):
+  with pytest.raises(convert.ConversionError, match=r"2 dirjax model variables the checkpoint does not provide.*\n  head/bias"):
     convert.place(arrays, nnx.state(model))
-  wider = train.Regressor(models.get_model(ml_collections.ConfigDict(
-    {"name": "resnet18", "width": 4, "stage_sizes": (1, 1, 1, 1)}), rngs=nnx.Rngs(0)))
-  with pytest.raises(convert.ConversionError, match=r"net/conv1/kernel: checkpoint shape \[7, 7, 3, 2\] vs model"):
+  wider = Regressor(models.get_model(ml_collections.ConfigDict(
+    {"name": "resnet18", "width": 4, "stage_sizes": (1, 1, 1, 1)}), rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0))
+  with pytest.raises(convert.ConversionError, match=r"encoder/conv1/kernel: checkpoint shape \[7, 7, 3, 2\] vs model"):
     convert.place(arrays, nnx.state(wider))
 
 
@@ -270,8 +271,8 @@ def test_cli_converts_evaluates_and_starts_rrt(tmp_path):
   rrt.init_from = workdir
   experiment = train.Experiment(rrt)
   state = experiment.fresh_state()
-  net = state["model"]["net"]
-  np.testing.assert_array_equal(net["conv1"]["kernel"][...],
+  net = state["model"]
+  np.testing.assert_array_equal(net["encoder"]["conv1"]["kernel"][...],
                                 convert.conv_kernel(torch_model.conv1.weight.detach().numpy()))
   np.testing.assert_array_equal(net["fds"]["running_mean"][...], torch_model.FDS.running_mean.numpy())
   assert not np.allclose(net["head"]["kernel"][...][:, 0], torch_model.linear.weight.detach().numpy()[0])
@@ -295,7 +296,7 @@ def test_convert_balanced_mse_workdir_stores_sigma(tmp_path):
   c.init_from = ""
   state, meta = train.Experiment(c).restore(str(tmp_path / "w" / "checkpoints"), "best")
   assert float(state["model"]["noise_sigma"][...]) == 8.25 and meta["reference_epoch"] == 90
-  np.testing.assert_array_equal(state["model"]["net"]["head"]["kernel"][...][:, 0],
+  np.testing.assert_array_equal(state["model"]["head"]["kernel"][...][:, 0],
                                 torch_model.linear.weight.detach().numpy()[0])
   assert train.load_config(str(tmp_path / "w")).init_from == ""
   vanilla = imdb_vanilla.get_config("smoke")
