@@ -235,6 +235,7 @@ class Experiment:
     self.config = config
     self.mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
     self.bundle = bundle = data_lib.get_data(config.data, seed=config.seed)
+    models.check_inputs(config.model, bundle.splits["train"][0]["inputs"])
     losses.validate_targets(bundle.train_labels, "training labels")
     self.train_loader = pipeline.Loader(
       bundle.splits["train"], batch_size=config.batch_size, mesh=self.mesh, shuffle=True, seed=config.seed,
@@ -517,7 +518,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if experiment.sync_every_step:
           jax.block_until_ready(counters)
         step, done = step + 1, done + 1
-        if step % config.log_every_steps == 0 or step == total_steps:
+        if progress.due(step):
           counters = _log_train(experiment, writer, progress, state, counters, step, epoch)
         if stop_after_steps is not None and done >= stop_after_steps:
           return {"stopped_at_step": step}
@@ -648,9 +649,11 @@ def train_variants(config: ml_collections.ConfigDict, workdir: str, *, stop_afte
   and `predictions.png` (test predictions of the best models vs targets) and prints the table of
   `config.report.metrics` on the test split for the best-on-val and the last model (Q14)."""
   results = {}
-  for name, cfg in variant_configs(config):
-    logging.info("training variant %s", name)
-    results[name] = train_and_evaluate(cfg, os.path.join(workdir, name), stop_after_steps=stop_after_steps)
+  variants = variant_configs(config)
+  for index, (name, cfg) in enumerate(variants):
+    logging.info("training variant %s (%d/%d)", name, index + 1, len(variants))
+    with writers.variant_progress(index, len(variants)):
+      results[name] = train_and_evaluate(cfg, os.path.join(workdir, name), stop_after_steps=stop_after_steps)
     if "stopped_at_step" in results[name]:
       return results
   if not _is_chief():
