@@ -142,7 +142,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     close = []
     unknown = str(e).split("'")[1] if str(e).startswith("Unknown command line flag") else ""
-    if unknown:
+    if unknown and "Did you mean" not in str(e):
       close = difflib.get_close_matches(unknown.split("=")[0], list(FLAGS), n=1)
     fail(f"{e}" + (f"; did you mean --{close[0]}?" if close else "; --helpshort lists the flags"), 2)
   return rest
