@@ -54,7 +54,8 @@ def test_worked_example_runs_from_a_copied_config_outside_the_repository(tmp_pat
 
 
 @pytest.mark.parametrize("extra,status,message", [
-  (["--config.optimizer.lerning_rate=0.1"], 2, r"has no field 'optimizer.lerning_rate'; did you mean .*--config.optimizer.lr\b"),
+  (["--config.optimizer.lerning_rate=0.1"], 2,
+   r"has no field 'optimizer.lerning_rate'; did you mean .*--config.optimizer.lr\b"),
   (["--config.data.path=missing.csv"], 1, r"data.path 'missing.csv' does not exist; set --config.data.path"),
   (["--config.loss.name=bmcc"], 1, r"unknown loss.name 'bmcc'; valid:"),
   (["--config.data.name=tabularr"], 1, r"unknown data.name 'tabularr'; did you mean 'tabular'"),
@@ -77,8 +78,9 @@ def test_user_errors_print_one_line_and_leave_no_workdir(tmp_path, wages_csv, ex
 def test_config_file_not_found_and_verbose_traceback(tmp_path):
   result = dirjax_main(["--config=nope.py", "--workdir=run"], cwd=tmp_path)
   assert result.returncode == 2
-  assert result.stderr.strip() == (f"dirjax: error: config file 'nope.py' not found (from {tmp_path}); give the path "
-                                   "of a config file, e.g. --config=configs/synthetic_1d.py (--list_configs lists them)")
+  assert result.stderr.strip() == (f"dirjax: error: config file 'nope.py' not found (from {tmp_path}); give the "
+                                   "path of a config file, e.g. --config=configs/synthetic_1d.py (--list_configs "
+                                   "lists them)")
   result = dirjax_main([f"--config={EXAMPLE}:smoke", "--workdir=run", "--config.data.path=missing.csv", "--verbose"],
                        cwd=tmp_path)
   assert result.returncode == 1 and "Traceback (most recent call last)" in result.stderr

@@ -85,7 +85,8 @@ def check_labels(labels: np.ndarray, source: str, column: str) -> np.ndarray:
   return values.astype(np.float32)
 
 
-def assign_splits(labels: np.ndarray, config: Any, split_values: np.ndarray | None) -> tuple[np.ndarray, weighting.Binning]:
+def assign_splits(labels: np.ndarray, config: Any,
+                  split_values: np.ndarray | None) -> tuple[np.ndarray, weighting.Binning]:
   """(split name per row, label bins): bins of `data.bin_width` over all labels (from `data.bin_start`,
   default the smallest label rounded down); splits from the user's column or `balanced_carve`."""
   binning = weighting.label_binning(labels, config.bin_width, config.bin_start)
