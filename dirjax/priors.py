@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import zipfile
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
+from absl import logging
 
 from dirjax import weighting, writers
 
@@ -98,7 +99,12 @@ def fit_gmm(labels, n_components: int, seed: int = 0, **sklearn_kwargs) -> GMMPr
     raise ValueError(f"labels must be [N] or [N, d], got shape {labels.shape}")
   if not 1 <= n_components <= labels.shape[0]:
     raise ValueError(f"n_components must be in [1, N={labels.shape[0]}], got {n_components}")
+  from sklearn.mixture import GaussianMixture  # imported here: scikit-learn takes ~1 s to import
+
+  logging.info("fitting the %d-component GMM label prior on %d labels ...", n_components, labels.shape[0])
+  start = time.perf_counter()
   gmm = GaussianMixture(n_components=n_components, random_state=seed, **sklearn_kwargs).fit(labels)
+  logging.info("GMM label prior fitted in %.1f s", time.perf_counter() - start)
   return GMMPrior(gmm.means_, gmm.covariances_, gmm.weights_)
 
 

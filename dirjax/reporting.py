@@ -58,11 +58,14 @@ def train_variants(config: ml_collections.ConfigDict, workdir: str, train: Calla
   """Trains every variant with `train(config, workdir, **train_kwargs)` into `workdir/<name>/`,
   then (on process 0) writes `comparison.json`, `comparison.md` and `predictions.png`
   (test predictions of the best models vs targets) and prints the table of
-  `config.report.metrics` on the test split for the best-on-val and the last model (docs/deviations.md row 36)."""
+  `config.report.metrics` on the test split for the best-on-val and the last model
+  (docs/deviations.md row 36)."""
   results = {}
-  for name, cfg in variant_configs(config):
-    logging.info("training variant %s", name)
-    results[name] = train(cfg, os.path.join(workdir, name), **train_kwargs)
+  variants = variant_configs(config)
+  for index, (name, cfg) in enumerate(variants):
+    logging.info("training variant %s (%d/%d)", name, index + 1, len(variants))
+    with writers.variant_progress(index, len(variants)):
+      results[name] = train(cfg, os.path.join(workdir, name), **train_kwargs)
     if "stopped_at_step" in results[name]:
       return results
   if jax.process_index() != 0:

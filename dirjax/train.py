@@ -126,6 +126,7 @@ class Experiment:
     self.config = config
     self.mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
     self.bundle = bundle = data_lib.get_data(config.data, seed=config.seed)
+    models.check_inputs(config.model, bundle.splits["train"][0]["inputs"])
     losses.validate_targets(bundle.train_labels, "training labels")
     self.train_loader = pipeline.Loader(
       bundle.splits["train"], batch_size=config.batch_size, mesh=self.mesh, shuffle=True, seed=config.seed,
@@ -323,7 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if experiment.sync_every_step:
           jax.block_until_ready(counters)
         step, done = step + 1, done + 1
-        if step % config.log_every_steps == 0 or step == total_steps:
+        if progress.due(step):
           counters = _log_train(experiment, writer, progress, state, counters, step, epoch)
         if stop_after_steps is not None and done >= stop_after_steps:
           return {"stopped_at_step": step}

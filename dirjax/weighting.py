@@ -321,18 +321,43 @@ def bin_weight_table(labels, binning: Binning | JointBinning, reweight: str, lds
 
 def prepare_weights(labels, reweight: str = "none", lds: bool = False, lds_kernel: str = "gaussian",
                     lds_ks: int = 5, lds_sigma: float = 2.0, max_target: int = 121, faithful: bool = True,
-                    binning: Binning | JointBinning | None = None) -> np.ndarray | None:
+                    binning: Binning | JointBinning | None = None, bin_width: float | None = None) -> np.ndarray | None:
   """Per-sample weights [N] (float32) as the age datasets' `_prepare_weights`, or None for "none".
 
   Default bins are the integer labels 0..max_target-1 (`Binning(max_target)`, larger labels pooled
-  into the last bin); INV clips the counts to [5, 1000]; LDS pads with zeros. faithful=True
-  truncates the smoothed INV counts to integers like scipy does on the reference's int64 counts
-  (docs/deviations.md R4); faithful=False keeps them as floats.
+  into the last bin), which only suits non-negative integer labels: float or negative labels need
+  `bin_width` (bins of that width from the smallest label, `label_binning`) or an explicit
+  `binning`, and are rejected otherwise. INV clips the counts to [5, 1000]; LDS pads with zeros.
+  faithful=True truncates the smoothed INV counts to integers like scipy does on the reference's
+  int64 counts (docs/deviations.md R4); faithful=False keeps them as floats.
   """
-  binning = Binning(max_target) if binning is None else binning
+  if binning is None and bin_width is not None:
+    binning = label_binning(labels, bin_width)
+  elif binning is None:
+    values = finite_array(labels, "labels")
+    if np.any(values != np.floor(values)) or np.any(values < 0):
+      example = values[(values != np.floor(values)) | (values < 0)].ravel()[0]
+      raise ValueError(
+        f"prepare_weights bins labels as the integers 0..{max_target - 1} by default, but the labels are not "
+        f"non-negative integers (e.g. {float(example)!r}); pass bin_width= (the smallest label difference you "
+        "care about, e.g. bin_width=0.1) or binning=weighting.Binning(num_bins, start, bin_width)")
+    binning = Binning(max_target)
   table = bin_weight_table(labels, binning, reweight, lds=lds, lds_kernel=lds_kernel, lds_ks=lds_ks,
                            lds_sigma=lds_sigma, faithful=faithful)
   return None if table is None else table[binning.index(host_labels(labels, binning))]
+
+
+def label_binning(labels, bin_width: float, start: float | None = None) -> Binning:
+  """Bins of `bin_width` covering the labels: from `start` (default: the smallest label rounded down
+  to a multiple of `bin_width`) to the largest label, which falls in the last bin."""
+  values = host_labels(labels, Binning(1))
+  if not (math.isfinite(bin_width) and bin_width > 0):
+    raise ValueError(f"bin_width must be finite and > 0, got {bin_width!r}")
+  start = math.floor(float(values.min()) / bin_width) * bin_width if start is None else float(start)
+  if values.min() < start:
+    raise ValueError(f"bin start {start} is above the smallest label {float(values.min())}")
+  num_bins = int(math.floor((float(values.max()) - start) / bin_width)) + 1
+  return Binning(num_bins, start, float(bin_width))
 
 
 DENSEWEIGHT_GRID_POINTS = 4096

@@ -235,35 +235,69 @@ class MetricWriter:
 
 
 def _clock(seconds: float) -> str:
-  minutes, secs = divmod(int(round(seconds)), 60)
-  return f"{minutes:02d}:{secs:02d}"
+  hours, rest = divmod(int(round(seconds)), 3600)
+  minutes, secs = divmod(rest, 60)
+  return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+_VARIANT = {"index": 0, "count": 1}  # the variant being trained (set by `variant_progress`)
+
+
+@contextlib.contextmanager
+def variant_progress(index: int, count: int):
+  """Progress lines inside this block say "variant index+1/count" and estimate the whole run's ETA
+  (the remaining variants are assumed to take as many steps as this one)."""
+  previous = dict(_VARIANT)
+  _VARIANT.update(index=index, count=count)
+  try:
+    yield
+  finally:
+    _VARIANT.update(previous)
 
 
 class ProgressLogger:
-  """Logs ``step k/N (epoch e) | loss … | σ … | x.x steps/s | ETA mm:ss`` every ``log_every_steps``.
+  """Logs ``[variant i/n] step k/N (epoch e) | loss … | σ … | x.x steps/s | ETA mm:ss [| run ETA mm:ss]``.
 
-  Values may be device arrays: they are converted to Python floats (a host sync) only on the steps
-  that are logged. The rate is measured since the previous logged line.
+  A line is due (`due`) after the first step of the run (within seconds: it includes compiling),
+  every ``log_every_steps``, at the last step, and whenever ``every_seconds`` passed since the last
+  line, so slow runs report without waiting for ``log_every_steps``. Values may be device arrays:
+  they are converted to Python floats (a host sync) only on the steps that are logged. The rate is
+  measured since the previous logged line.
   """
 
-  def __init__(self, total_steps: int, log_every_steps: int = 100):
+  def __init__(self, total_steps: int, log_every_steps: int = 100, every_seconds: float = 30.0):
     if total_steps < 1 or log_every_steps < 1:
       raise ValueError(f"total_steps and log_every_steps must be >= 1, got {total_steps}, {log_every_steps}")
     self.total_steps = total_steps
     self.log_every_steps = log_every_steps
+    self.every_seconds = every_seconds
     self._last = None
+    self._start = time.perf_counter()
+
+  def due(self, step: int) -> bool:
+    """Whether ``step`` (completed steps) gets a line; a cheap host-side check, no device sync."""
+    last_time = self._start if self._last is None else self._last[1]
+    return (self._last is None or step % self.log_every_steps == 0 or step == self.total_steps
+            or time.perf_counter() - last_time >= self.every_seconds)
 
   def maybe_log(self, step: int, *, epoch: int, loss: Any, sigma: Any = None) -> str | None:
-    """``step`` = number of completed steps; returns the logged line, or None when not logging."""
-    if step % self.log_every_steps and step != self.total_steps:
+    """``step`` = number of completed steps; returns the logged line, or None when not `due`."""
+    if not self.due(step):
       return None
     now = time.perf_counter()
-    parts = [f"step {step}/{self.total_steps} (epoch {epoch})", f"loss {float(loss):.4g}"]
+    index, count = _VARIANT["index"], _VARIANT["count"]
+    prefix = f"variant {index + 1}/{count} | " if count > 1 else ""
+    parts = [f"{prefix}step {step}/{self.total_steps} (epoch {epoch})", f"loss {float(loss):.4g}"]
     if sigma is not None:
       parts.append(f"σ {float(sigma):.4g}")
     if self._last is not None and step > self._last[0]:
       rate = (step - self._last[0]) / max(now - self._last[1], 1e-9)
-      parts += [f"{rate:.1f} steps/s", f"ETA {_clock((self.total_steps - step) / rate)}"]
+      remaining = (self.total_steps - step) / rate
+      parts += [f"{rate:.1f} steps/s", f"ETA {_clock(remaining)}"]
+      if count > 1:
+        parts.append(f"run ETA {_clock(remaining + (count - index - 1) * self.total_steps / rate)}")
+    elif self._last is None:
+      parts.append(f"first step after {now - self._start:.1f} s (incl. compiling)")
     self._last = (step, now)
     line = " | ".join(parts)
     logging.info(line)

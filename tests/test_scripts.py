@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pandas as pd
-import pytest
 from scipy.io import savemat
 from sklearn.mixture import GaussianMixture
 

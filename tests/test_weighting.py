@@ -438,3 +438,32 @@ def test_dense_weights_narrow_labels_wide_bandwidth():
   labels = np.array([0.0, 0.01, 0.02, 0.5, 0.51, 1.0])
   np.testing.assert_allclose(weighting.dense_weights(labels, alpha=0.8, bandwidth=5.0),
                              reference_dense_weights(labels, 0.8, 1e-6, 5.0, labels), rtol=1e-3, atol=1e-3)
+
+
+def test_prepare_weights_rejects_float_labels_without_bin_width():
+  labels = np.random.default_rng(0).uniform(0.0, 10.0, 500).astype(np.float32)
+  with pytest.raises(ValueError, match="not non-negative integers.*bin_width="):
+    weighting.prepare_weights(labels, reweight="sqrt_inv", lds=True, lds_ks=5, lds_sigma=2)
+  with pytest.raises(ValueError, match="bin_width="):
+    weighting.prepare_weights(np.array([-2.0, 1.0, 3.0]), reweight="inverse")
+
+
+def test_prepare_weights_bins_float_labels_by_bin_width():
+  labels = np.random.default_rng(1).gamma(2.0, 1.5, 400).astype(np.float32) + 0.3
+  weights = weighting.prepare_weights(labels, reweight="sqrt_inv", lds=True, lds_ks=5, lds_sigma=2, bin_width=0.5)
+  # Oracle: 0.5-wide bins from floor(min / 0.5) * 0.5, sqrt counts smoothed with scipy's reflected
+  # gaussian window (zero padding), inverse, normalised to mean 1.
+  start = np.floor(labels.min() / 0.5) * 0.5
+  bins = np.floor((labels.astype(np.float64) - start) / 0.5).astype(np.int64)
+  counts = np.bincount(bins)
+  smoothed = ndimage.convolve1d(np.sqrt(counts), scipy_lds_window("gaussian", 5, 2), mode="constant")
+  inverse = 1.0 / smoothed[bins]
+  np.testing.assert_allclose(weights, inverse * labels.size / inverse.sum(), rtol=1e-5)
+
+
+def test_label_binning_covers_the_labels():
+  binning = weighting.label_binning(np.array([0.31, 2.0, 4.99]), 0.1)
+  assert (binning.start, binning.num_bins) == (pytest.approx(0.3), 47)  # [0.3, 5.0): 0.3 ... 4.9 → 47 bins
+  assert binning.index(np.array([0.31, 4.99])).tolist() == [0, 46]
+  with pytest.raises(ValueError, match="bin_width"):
+    weighting.label_binning(np.array([1.0, 2.0]), 0.0)

@@ -111,21 +111,57 @@ class Unreadable:
     raise AssertionError("converted a value on a step that is not logged")
 
 
+class Clock:
+  def __init__(self, now: float):
+    self.now = now
+
+  def __call__(self) -> float:
+    return self.now
+
+
 def test_progress_line_format_rate_and_eta(monkeypatch, caplog):
-  clock = iter([100.0, 102.0, 110.0])
-  monkeypatch.setattr(writers.time, "perf_counter", lambda: next(clock))
+  clock = Clock(98.0)
+  monkeypatch.setattr(writers.time, "perf_counter", clock)
   progress = ProgressLogger(total_steps=1000, log_every_steps=10)
+  clock.now = 100.0
   with caplog.at_level(logging.INFO):
     first = progress.maybe_log(10, epoch=0, loss=jnp.float32(0.5), sigma=1.25)
     assert progress.maybe_log(11, epoch=0, loss=Unreadable(), sigma=Unreadable()) is None
-    # 10 steps in 2 s = 5.0 steps/s; (1000 - 20) / 5 = 196 s = 03:16.
+    clock.now = 102.0  # 10 steps in 2 s = 5.0 steps/s; (1000 - 20) / 5 = 196 s = 03:16.
     second = progress.maybe_log(20, epoch=1, loss=0.125, sigma=1.0)
-    # The last step is always logged: 980 steps in 8 s.
+    clock.now = 110.0  # The last step is always logged: 980 steps in 8 s.
     last = progress.maybe_log(1000, epoch=9, loss=0.1)
-  assert first == "step 10/1000 (epoch 0) | loss 0.5 | σ 1.25"
+  assert first == "step 10/1000 (epoch 0) | loss 0.5 | σ 1.25 | first step after 2.0 s (incl. compiling)"
   assert second == "step 20/1000 (epoch 1) | loss 0.125 | σ 1 | 5.0 steps/s | ETA 03:16"
   assert last == "step 1000/1000 (epoch 9) | loss 0.1 | 122.5 steps/s | ETA 00:00"
   assert re.search(r"step 20/1000 \(epoch 1\).*ETA 03:16", caplog.text)
+
+
+def test_progress_first_line_after_one_step_and_then_every_30_seconds(monkeypatch):
+  clock = Clock(0.0)
+  monkeypatch.setattr(writers.time, "perf_counter", clock)
+  progress = ProgressLogger(total_steps=100_000, log_every_steps=1000)
+  assert progress.due(1)  # the first completed step: a line within seconds, not after 1000 steps
+  clock.now = 3.0
+  assert progress.maybe_log(1, epoch=0, loss=1.0) is not None
+  clock.now = 32.9
+  assert not progress.due(2)  # 29.9 s since the last line
+  clock.now = 33.0
+  line = progress.maybe_log(7, epoch=0, loss=1.0)  # 6 steps in 30 s = 0.2 steps/s
+  assert line == f"step 7/100000 (epoch 0) | loss 1 | 0.2 steps/s | ETA {writers._clock((100_000 - 7) / 0.2)}"
+  assert writers._clock((100_000 - 7) / 0.2) == "138:52:45"  # 499965 s = 138 h (496800 s) + 52 min 45 s (3165 s)
+
+
+def test_progress_variant_prefix_and_whole_run_eta(monkeypatch):
+  clock = Clock(0.0)
+  monkeypatch.setattr(writers.time, "perf_counter", clock)
+  with writers.variant_progress(2, 7):  # the third of seven variants
+    progress = ProgressLogger(total_steps=100, log_every_steps=10)
+    progress.maybe_log(10, epoch=0, loss=1.0)
+    clock.now = 10.0
+    line = progress.maybe_log(20, epoch=0, loss=1.0)  # 1 step/s: 80 s left here, 4 × 100 s after it
+  assert line == "variant 3/7 | step 20/100 (epoch 0) | loss 1 | 1.0 steps/s | ETA 01:20 | run ETA 08:00"
+  assert writers._VARIANT == {"index": 0, "count": 1}  # restored after the block
 
 
 def test_progress_logger_rejects_bad_counts():

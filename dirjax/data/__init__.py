@@ -1,12 +1,14 @@
 """Dataset registry and the `DataBundle` every data module returns.
 
 `config.data.name` selects a module (lazy import, so a benchmark's optional dependencies are only
-needed when it is used); each module exposes `get_data(config.data, *, seed) -> DataBundle`. A
-name with a dot is the import path of the user's own such module (`my_project.my_data`), so new
-data needs no change to dirjax.
+needed when it is used); each module exposes `get_data(config.data, *, seed) -> DataBundle`.
+`tabular` (a CSV / Parquet / .npz table) and `image_folder` (images + a CSV of paths and labels)
+take your own data with no code; any other name is the import path of your own such module
+(`my_data`, `my_project.my_data`), so new data needs no change to dirjax.
 """
 
 import dataclasses
+import difflib
 import importlib
 import importlib.util
 from typing import Any, Callable
@@ -24,6 +26,8 @@ _MODULES = {
   "imdb_wiki_dir": "dirjax.data.imdb_wiki",
   "nyud2_dir": "dirjax.data.nyud2",
   "stsb_dir": "dirjax.data.stsb",
+  "tabular": "dirjax.data.tabular",
+  "image_folder": "dirjax.data.image_folder",
 }
 DATASETS = tuple(_MODULES)
 
@@ -65,16 +69,19 @@ class DataBundle:
 
 
 def module_name(name: str) -> str:
-  """The module of `data.name`: a registered benchmark or a dotted import path (checked importable)."""
+  """The module of `data.name`: a registered name or the import path of an importable module."""
   if name in _MODULES:
     return _MODULES[name]
   try:
-    if "." in name and importlib.util.find_spec(name) is not None:
+    if name and importlib.util.find_spec(name) is not None:
       return name
   except (ImportError, ValueError):
     pass
-  raise ValueError(f"unknown data.name {name!r}; valid: {', '.join(DATASETS)}, or the import path of your "
-                   "own module with get_data(config, *, seed) -> DataBundle (e.g. 'my_project.my_data')")
+  close = difflib.get_close_matches(name, DATASETS, n=1)
+  hint = f"did you mean {close[0]!r}? " if close else ""
+  raise ValueError(f"unknown data.name {name!r}; {hint}valid: {', '.join(DATASETS)}, or the import path of your "
+                   "own module with get_data(config, *, seed) -> DataBundle (e.g. 'my_data', importable from the "
+                   "current folder or the config's folder)")
 
 
 def get_data(config: Any, *, seed: int) -> DataBundle:

@@ -32,12 +32,13 @@ with the hard-coded STS-B bin lists of `STSShotAverage` in `sts-b-dir/util.py`) 
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import re
+import time
 from typing import Any
 
 import numpy as np
+from absl import logging
 
 from dirjax import metrics, weighting, writers
 from dirjax.data import DataBundle
@@ -199,8 +200,12 @@ def prepare(data_dir: str, cache_dir: str | None = None, *, encoder: str = "mini
   if encoder == "minilm":
     from dirjax.models import minilm  # the encoder lives with the models
     arrays = {}
-    for split, (first, second, _) in splits.items():
+    logging.info("building the STS-B sentence-embedding cache %s (once; about 1-2 min on 2 CPU cores)", path)
+    for i, (split, (first, second, _)) in enumerate(splits.items()):
+      start = time.perf_counter()
       emb = minilm.encode_sentences(first + second)
+      logging.info("  %s: %d sentences encoded in %.0f s (split %d/%d)", split, len(emb), time.perf_counter() - start,
+                   i + 1, len(splits))
       arrays[f"{split}_u"], arrays[f"{split}_v"] = emb[:len(first)], emb[len(first):]
   else:
     tokens = {s: ([word_tokenize(t) for t in a], [word_tokenize(t) for t in b]) for s, (a, b, _) in splits.items()}

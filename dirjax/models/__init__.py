@@ -11,6 +11,9 @@ import importlib
 import inspect
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
@@ -63,3 +66,21 @@ def get_model(model_config: ConfigDict, *, rngs: nnx.Rngs) -> nnx.Module:
   if missing:
     raise ValueError(f"model {name!r} needs option(s) {missing} in the model config")
   return model_class(**fixed, **kwargs, rngs=rngs)
+
+
+def check_inputs(model_config: ConfigDict, element_inputs: Any) -> None:
+  """Runs the model abstractly (no compile, no FLOPs) on one data element; when the model cannot
+  take the data's inputs it fails naming both, e.g. an MLP whose `in_features` is not the number
+  of features, instead of an XLA shape error inside the first step."""
+  sample = jax.ShapeDtypeStruct((1, *np.shape(element_inputs)), jnp.asarray(element_inputs).dtype)
+  model = nnx.eval_shape(lambda: get_model(model_config, rngs=nnx.Rngs(0)))
+  model.eval()
+  graphdef, state = nnx.split(model)
+  try:
+    jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, sample)
+  except (TypeError, ValueError) as e:
+    options = {k: v for k, v in model_config.items() if k != "name"}
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+    raise ValueError(f"model {model_config.name!r} ({options}) cannot take this data's inputs of shape "
+                     f"{tuple(np.shape(element_inputs))} per element: {reason}. Set the model's input size to "
+                     f"match the data (for the MLP: model.in_features={int(np.prod(np.shape(element_inputs)))})") from e
