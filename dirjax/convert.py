@@ -24,7 +24,7 @@ running_mean / running_var → scale / bias / mean / var (`num_batches_tracked` 
 `weight_ih` / `weight_hh` [4H, ·] → `dense_i` / `dense_h` kernels [·, 4H] (both use the gate order
 i, f, g, o) and `bias_ih + bias_hh` → the one `dense_h` bias; FDS `epoch` [1] float and
 `num_samples_tracked` float → int32. Balanced-MSE σ is not in the reference checkpoints (it lives in
-the loss, `balanced_mse_reference.md`); give it with `--noise_sigma` (the training log prints the
+the loss: BalancedMSE `imdb-wiki-dir/balanaced_mse.py`, sic); give it with `--noise_sigma` (the training log prints the
 noise variance σ²), else a checkpoint entry `noise_sigma` is used, else the config's initial σ.
 
 `to_dirjax_arrays` (one function per family) gives `{path in the task network: array}`;

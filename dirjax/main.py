@@ -170,7 +170,8 @@ def list_configs() -> list[str]:
 
 
 def _has_checkpoint(workdir: str) -> bool:
-  return bool(glob.glob(os.path.join(workdir, "**", "checkpoints", "*", "[0-9]*"), recursive=True))
+  """A committed checkpoint (`checkpoints/<step>/`) in the workdir or, for variants, below it."""
+  return bool(glob.glob(os.path.join(workdir, "**", "checkpoints", "[0-9]*"), recursive=True))
 
 
 def _quiet_start() -> None:

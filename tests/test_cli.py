@@ -101,7 +101,8 @@ def test_show_config_and_list_configs():
 # Dependencies.
 
 IMPORT_NAMES = {"scikit-learn": "sklearn", "ml-collections": "ml_collections", "absl-py": "absl",
-                "orbax-checkpoint": "orbax.checkpoint", "pillow": "PIL", "tensorflow-datasets": "tensorflow_datasets"}
+                "orbax-checkpoint": "orbax.checkpoint", "pillow": "PIL", "tensorflow-datasets": "tensorflow_datasets",
+                "array-record": "array_record"}
 
 
 def test_every_declared_dependency_is_imported_by_dirjax():

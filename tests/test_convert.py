@@ -144,7 +144,7 @@ def test_nyud2_depth_network_with_fds_matches_pytorch(tmp_path):
     pred, features = torch_model(x)
     pixels = features.permute(0, 2, 3, 1).reshape(-1, 16)
     depth = 0.7 + 2.2 * torch.rand(pixels.shape[0], 1, generator=torch.Generator().manual_seed(6))
-    # bucket = floor(10 · depth) (dir_reference.md §4.5); the oracle takes integer buckets
+    # bucket = floor(10 · depth) (the NYUD2 reference's 0.1 m depth buckets); the oracle takes integer buckets
     smoothed = torch_model.R.FDS.calibrate(pixels, torch.floor(depth.double() * 10).float(), clip=(0.2, 5.0))
   model, _ = converted_model(
     torch_model, str(tmp_path / "checkpoint_best.pth.tar"), {"name": "depth_resnet50", "width": 8,

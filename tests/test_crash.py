@@ -336,7 +336,8 @@ def test_corrupt_checkpoint_is_one_clear_error_without_tracebacks(finished, tmp_
   err = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300).stderr
   assert re.search(f"CheckpointError: cannot (read|restore) checkpoint step 8 in {workdir}/checkpoints.*delete", err)
   assert "Event loop is closed" not in err and "never retrieved" not in err, err[-3000:]
-  assert err.count("Traceback") == 1, err[-3000:]  # the error's own (one-line errors: the CLI's job)
+  assert err.count("Traceback") == 0, err[-3000:]  # the CLI prints user errors as one line
+  assert re.search(r"^dirjax: error: CheckpointError: .*--verbose", err, re.MULTILINE), err[-3000:]
 
 
 def test_eval_on_empty_or_mistyped_workdir_creates_nothing(tmp_path):

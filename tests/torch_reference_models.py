@@ -1,5 +1,5 @@
 """PyTorch models with the reference repositories' parameter names, shapes and layer order (written
-here from the architecture descriptions in dir_reference.md §2.3 / §3.3 / §4.3, not copied), with
+here from the upstream `resnet.py`, `nyud2-dir/models/` and `sts-b-dir/models.py` layouts, not copied), with
 random weights, saved the way the references save them. Used by tests/test_convert.py only.
 
 * `AgeResNet`: YyzHarry/imbalanced-regression `imdb-wiki-dir/resnet.py` names (conv1, bn1, layer1..4,
