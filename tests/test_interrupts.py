@@ -14,15 +14,13 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import ml_collections
 import numpy as np
 import pytest
 
-from dirjax import interrupts, sharding, train, writers
-from dirjax.data import pipeline
+from dirjax import interrupts, train, writers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crash_worker  # noqa: E402
@@ -108,18 +106,6 @@ def test_sigint_in_process_saves_the_step_and_raises(tmp_path, reference, monkey
   monkeypatch.setattr(writers.ProgressLogger, "maybe_log", maybe_log)
   train.train_and_evaluate(config(every_steps=0), workdir)
   _assert_same_run(_final(experiment, workdir), want)
-
-
-def test_leaving_the_loop_early_stops_the_reader_threads():
-  mesh = sharding.make_mesh()
-  data = pipeline.ArrayDataset({"inputs": np.arange(64.0)[:, None], "targets": np.arange(64.0)[:, None]})
-  loader = pipeline.Loader(data, batch_size=4, mesh=mesh, shuffle=True, augment=lambda e, rng: e, num_threads=2)
-  for _ in loader(0):
-    break
-  deadline = time.monotonic() + 10
-  while any(t.name.startswith("grain-prefetch") for t in threading.enumerate()) and time.monotonic() < deadline:
-    time.sleep(0.05)
-  assert not [t.name for t in threading.enumerate() if t.name.startswith("grain-prefetch")]
 
 
 def test_negative_every_steps_is_rejected():
