@@ -71,7 +71,8 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict({
     "every_epochs": 1, "splits": ("val", "test"), "select_split": "val", "select_metric": "all/mae",
     "balanced_metric": False})
-  c.checkpoint = ml_collections.ConfigDict({"every_epochs": 1, "max_to_keep": 1, "allow_config_change": False})
+  c.checkpoint = ml_collections.ConfigDict({"every_epochs": 1, "every_steps": 0, "max_to_keep": 1,
+                                        "allow_config_change": False})
   c.init_from = ""
   c.train_only = ""
   c.log_every_steps = 50

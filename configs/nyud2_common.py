@@ -54,7 +54,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict({
     "every_epochs": 1, "splits": ("test",), "select_split": "test", "select_metric": "all/rmse",
     "balanced_metric": False})
-  c.checkpoint = ml_collections.ConfigDict({"every_epochs": 1, "max_to_keep": 1, "allow_config_change": False})
+  c.checkpoint = ml_collections.ConfigDict({"every_epochs": 1, "every_steps": 0, "max_to_keep": 1,
+                                        "allow_config_change": False})
   c.init_from = ""
   c.train_only = ""  # RRT as the reference: "regressor|head" (the whole head R)
   c.log_every_steps = 100

@@ -10,7 +10,9 @@ it can be named in `data.name`).
 A user error (a missing file or folder, an unknown name, a config typo, a model that does not fit
 the data, an eval workdir without checkpoints) prints one line saying what is wrong and what to do
 and exits with status 1 (2 for command-line errors); `--verbose` shows the traceback instead. A
-training run that fails before its first checkpoint removes the workdir it created.
+training run that fails before its first checkpoint removes the workdir it created. SIGINT / SIGTERM
+during training finish the current step, save a checkpoint and exit with one line and status 130 /
+143 (`dirjax.interrupts`); a second signal exits at once.
 
 Several processes (TPU pod slice, GPU nodes) run the same command with `--coordinator_address`,
 `--num_processes`, `--process_id`, or with `DIRJAX_DISTRIBUTED=1` where JAX detects the cluster
@@ -18,6 +20,7 @@ Several processes (TPU pod slice, GPU nodes) run the same command with `--coordi
 """
 
 import ast
+import contextlib
 import difflib
 import glob
 import importlib.util
@@ -28,6 +31,8 @@ import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from dirjax import interrupts
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -193,7 +198,7 @@ def run(config, workdir: str) -> None:
   logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
                jax.local_devices())
   if FLAGS.mode == "train":
-    train.train_and_evaluate(config, workdir)
+    train.train_and_evaluate(config, workdir)  # inside `main`'s `interrupts.catch_signals()`
     return
   if not _has_checkpoint(workdir):
     raise FileNotFoundError(f"no checkpoint in {workdir}: train first (the same command without --mode=eval) "
@@ -220,7 +225,11 @@ def main(argv: list[str]) -> None:
   workdir = FLAGS.workdir
   created = FLAGS.mode == "train" and not os.path.exists(workdir)
   try:
-    run(config, workdir)
+    with interrupts.catch_signals() if FLAGS.mode == "train" else contextlib.nullcontext():
+      run(config, workdir)  # the handlers come first: a signal while JAX imports or data loads is a clean stop too
+  except interrupts.Interrupted as e:
+    print(f"dirjax: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
   except BaseException as e:
     if created and os.path.isdir(workdir) and not _has_checkpoint(workdir):
       shutil.rmtree(workdir, ignore_errors=True)  # a failed run leaves no half-made workdir behind

@@ -16,8 +16,10 @@ terms built from `config.loss` and `config.regularizers`). Per epoch:
    `bundle.evaluate`; the best checkpoint is selected on `eval.select_split` by
    `eval.select_metric` (default val MAE; `eval.balanced_metric` switches to bMAE / bMSE);
 4. checkpoints (model incl. BatchStats, FDSStats and σ, optimizer state, step/epoch, data
-   position, best metric) every `checkpoint.every_epochs` and at every evaluation. Re-running the
-   same command resumes from the latest checkpoint and gives exactly the uninterrupted run.
+   position, best metric) every `checkpoint.every_epochs`, at every evaluation, every
+   `checkpoint.every_steps` steps (0: off) and on SIGINT/SIGTERM (`dirjax.interrupts`). Re-running
+   the same command resumes from the latest checkpoint, mid-epoch at its data position, and gives
+   exactly the uninterrupted run.
 
 A loss that is not finite or exceeds 1e6 (the reference IMDB guard) stops the run with an error
 naming the step; it is checked from a device-side flag at every log step and before any
@@ -41,7 +43,7 @@ from flax import nnx
 
 from dirjax import checkpoint as checkpoint_lib
 from dirjax import data as data_lib
-from dirjax import losses, models, objective, optim, reporting, sharding, writers
+from dirjax import interrupts, losses, models, objective, optim, reporting, sharding, writers
 from dirjax.data import pipeline
 from dirjax.models import regressor
 
@@ -68,6 +70,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     section, key = name.split(".")
     if int(config[section][key]) < 1:
       raise ValueError(f"{name} must be >= 1, got {config[section][key]}")
+  if int(config.checkpoint.get("every_steps", 0)) < 0:
+    raise ValueError(f"checkpoint.every_steps must be >= 0 (0: off), got {config.checkpoint.every_steps}")
   if len(config.eval.select_metric.split("/")) != 2:
     raise ValueError(f"eval.select_metric must look like 'all/mae', got {config.eval.select_metric!r}")
   if config.eval.select_split not in config.eval.splits:
@@ -294,45 +298,57 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   A config with `variants` trains each variant into `workdir/<name>/` and returns the comparison
   (`reporting.train_variants`). `stop_after_steps` simulates a preemption after that many steps of
-  this call (tests): the run stops without a final checkpoint, as a killed job would.
+  this call (tests): the run stops without a final checkpoint, as a killed job would. SIGINT and
+  SIGTERM (`dirjax.interrupts`) finish the current step, save it and raise `interrupts.Interrupted`.
   """
-  if config.variants:
-    return reporting.train_variants(config, workdir, train_and_evaluate, stop_after_steps=stop_after_steps)
+  with interrupts.catch_signals():
+    if config.variants:
+      return reporting.train_variants(config, workdir, train_and_evaluate, stop_after_steps=stop_after_steps)
+    return _train_one(config, workdir, stop_after_steps)
+
+
+def _train_one(config: ml_collections.ConfigDict, workdir: str, stop_after_steps: int | None) -> dict:
   if _is_chief():
     writers.check_writable(workdir, "workdir")
   experiment = Experiment(config)
   ckpt = _open_run(config, workdir, experiment)
   metric_name = select_metric(config)
   writer = writers.MetricWriter(workdir)
+  steps_per_epoch = experiment.steps_per_epoch
+  every_steps = config.checkpoint.get("every_steps", 0)
   try:
     if ckpt.latest_step() is not None:
       state, meta = experiment.restore(ckpt.directory, "latest")
-      start_epoch, best = meta["epoch"], _Best(**meta["best"])
-      logging.info("resuming %s from epoch %d (step %d)", workdir, start_epoch, meta["step"])
+      (start_epoch, start_batch), step, best = meta["data_position"], meta["step"], _Best(**meta["best"])
+      logging.info("resuming %s from epoch %d, batch %d (step %d)", workdir, start_epoch, start_batch, step)
     else:
-      state, start_epoch, best = experiment.fresh_state(), 0, _Best()
-    steps_per_epoch = experiment.steps_per_epoch
+      state, start_epoch, start_batch, step, best = experiment.fresh_state(), 0, 0, 0, _Best()
     total_steps = config.num_epochs * steps_per_epoch
-    step, done = start_epoch * steps_per_epoch, 0
+    done = 0
     progress = writers.ProgressLogger(total_steps, config.log_every_steps)
     counters = jax.device_put(_zero_counters(), experiment.replicated)
     last = None
     for epoch in range(start_epoch, config.num_epochs):
       epoch_arr = np.int32(epoch)
-      for batch in experiment.train_loader(epoch):
+      first = start_batch if epoch == start_epoch else 0
+      for batch_index, batch in enumerate(experiment.train_loader(epoch, first), first + 1):
         state, counters = experiment.train_step(state, batch, epoch_arr, counters)
         if experiment.sync_every_step:
           jax.block_until_ready(counters)
         step, done = step + 1, done + 1
         if progress.due(step):
           counters = _log_train(experiment, writer, progress, state, counters, step, epoch)
+        # Mid-epoch checkpoint (the last batch's waits for the FDS pass and evaluation below).
+        if batch_index < steps_per_epoch and (interrupts.requested() or _due(step, every_steps)):
+          _save(ckpt, state, counters, step, (epoch, batch_index), best, steps_per_epoch)
+          _stop_if_requested(step, ckpt.directory)
         if stop_after_steps is not None and done >= stop_after_steps:
           return {"stopped_at_step": step}
       if config.fds.enabled and epoch >= config.fds.start_update:
         state = experiment.fds_pass(state, epoch)
       last_epoch = epoch == config.num_epochs - 1
       evaluate_now = (epoch + 1) % config.eval.every_epochs == 0 or last_epoch
-      if evaluate_now or (epoch + 1) % config.checkpoint.every_epochs == 0:
+      if evaluate_now:
         _check_counters(jax.device_get(counters), steps_per_epoch)
       is_best = False
       if evaluate_now:
@@ -345,23 +361,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         logging.info("epoch %d: %s/%s = %.6g (best %.6g at epoch %d)", epoch, config.eval.select_split,
                      metric_name, value, best.value, best.epoch)
         last = {"epoch": epoch, "step": step, **metrics}
-      if evaluate_now or (epoch + 1) % config.checkpoint.every_epochs == 0:
-        meta = {"epoch": epoch + 1, "step": step, "data_position": [epoch + 1, 0],
-                "best": dataclasses.asdict(best)}
-        ckpt.save(step, state, meta, is_best=is_best)
+      if (evaluate_now or (epoch + 1) % config.checkpoint.every_epochs == 0 or _due(step, every_steps)
+          or interrupts.requested()):
+        _save(ckpt, state, counters, step, (epoch + 1, 0), best, steps_per_epoch, is_best=is_best)
+      _stop_if_requested(step, ckpt.directory)
     _check_counters(jax.device_get(counters), steps_per_epoch)
     ckpt.wait()
     if last is None:  # resumed after the final epoch: evaluate the restored last state
       metrics, _ = experiment.evaluate_splits(state["model"])
       last = {"epoch": config.num_epochs - 1, "step": step, **metrics}
   finally:
-    ckpt.close()
+    ckpt.close()  # waits for the pending save: an `Interrupted` run exits with its checkpoint committed
     writer.close()
   result = _evaluate_experiment(experiment, workdir, "best")
   result["last"] = last
   result["selected_by"] = f"{config.eval.select_split}/{metric_name}"
   _write_json(os.path.join(workdir, "metrics.json"), result)
+  _stop_if_requested(step, ckpt.directory)  # a signal during the final evaluation: the run is complete
   return result
+
+
+def _due(step: int, every_steps: int) -> bool:
+  return every_steps > 0 and step % every_steps == 0
+
+
+def _save(ckpt: checkpoint_lib.Checkpointer, state: dict, counters: dict, step: int, position: tuple[int, int],
+          best: _Best, steps_per_epoch: int, *, is_best: bool = False) -> None:
+  """Checkpoint of `step`; `position = (epoch, batch)` is where the next step reads (`Loader(epoch, batch)`),
+  `meta["epoch"]` the number of completed epochs."""
+  _check_counters(jax.device_get(counters), steps_per_epoch)
+  meta = {"epoch": position[0], "step": step, "data_position": list(position), "best": dataclasses.asdict(best)}
+  ckpt.save(step, state, meta, is_best=is_best)
+
+
+def _stop_if_requested(step: int, directory: str) -> None:
+  signum = interrupts.requested()
+  if signum is not None:
+    raise interrupts.Interrupted(signum, step, directory)
 
 
 def _log_train(experiment: Experiment, writer, progress, state: dict, counters: dict, step: int, epoch: int):

@@ -99,9 +99,14 @@ class Loader:
     return self._local_batches(epoch)[step]
 
   def __call__(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
-    batches = self._local_batches(epoch)[start_step:].to_iter_dataset(read_options(self.num_threads))
-    for batch in batches:
-      yield sharding.to_global(batch, self.mesh)
+    """Batches `start_step, ...` of epoch `epoch`. Leaving the loop early (a stop, an exception) closes the
+    reader: its threads are shut down and pending reads cancelled, so none outlives the loop."""
+    batches = iter(self._local_batches(epoch)[start_step:].to_iter_dataset(read_options(self.num_threads)))
+    try:
+      for batch in batches:
+        yield sharding.to_global(batch, self.mesh)
+    finally:
+      batches.close()
 
 
 def read_options(num_threads: int) -> grain.ReadOptions:

@@ -53,7 +53,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict({
     "every_epochs": 10, "splits": ("val", "test"), "select_split": "val", "select_metric": "all/mae",
     "balanced_metric": False})
-  c.checkpoint = ml_collections.ConfigDict({"every_epochs": 10, "max_to_keep": 1})
+  c.checkpoint = ml_collections.ConfigDict({"every_epochs": 10, "every_steps": 0, "max_to_keep": 1})
   c.init_from = ""
   c.train_only = ""
   c.log_every_steps = 200
