@@ -88,12 +88,9 @@ def validate_weights(weights: ArrayLike, name: str = "weights") -> None:
   """
   arr = np.asarray(weights)
   bad = ~(np.isfinite(arr) & (arr >= 0))
-  count = int(bad.sum())
-  if count:
-    first = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)[:5]]
-    raise ValueError(
-        f"{name} must be finite and >= 0; {count} of {arr.size} are not (e.g. {arr[bad][:3].tolist()}) at "
-        f"index {', '.join(map(str, first))}")
+  if bad.any():
+    raise ValueError(f"{name} must be finite and >= 0; {int(bad.sum())} of {arr.size} are not (e.g. "
+                     f"{arr[bad][:3].tolist()}) at index {_first_positions(bad)}")
 
 
 def validate_targets(target: ArrayLike, name: str = "target") -> None:
@@ -105,12 +102,14 @@ def validate_targets(target: ArrayLike, name: str = "target") -> None:
   """
   arr = np.asarray(target)
   bad = ~np.isfinite(arr)
-  count = int(bad.sum())
-  if count:
-    first = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)[:5]]
-    raise ValueError(
-        f"{name} has {count} non-finite value(s) out of {arr.size} ({int(np.isnan(arr).sum())} "
-        f"NaN, {int(np.isinf(arr).sum())} inf); first at index {', '.join(map(str, first))}")
+  if bad.any():
+    raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) out of {arr.size} ({int(np.isnan(arr).sum())} "
+                     f"NaN, {int(np.isinf(arr).sum())} inf); first at index {_first_positions(bad)}")
+
+
+def _first_positions(bad: np.ndarray, limit: int = 5) -> str:
+  """The first `limit` positions of True in `bad`, as "(i, j), (k, l)" for error messages."""
+  return ", ".join(str(tuple(int(i) for i in idx)) for idx in np.argwhere(bad)[:limit])
 
 
 # ----------------------------------------------------------------------------------------------
