@@ -35,6 +35,13 @@ def format_shot_table(metrics: dict) -> str:
   if "balanced" in metrics:
     b = metrics["balanced"]
     lines.append(f"balanced: bMAE {b['bmae']:.4f}  bMSE {b['bmse']:.4f}")
+  if "relevance" in metrics:
+    r = metrics["relevance"]
+    rare = f"{r['rare_mse']:.4f}" if r["rare_mse"] is not None else "-"
+    lines.append(f"relevance: SERA {r['sera']:.4f}  MSE(φ ≥ 0.5) {rare} ({r['rare_count']} samples)")
+  for name, m in metrics.get("ranges", {}).items():
+    value = "-" if m["mae"] is None else f"{m['mae']:.4f}"
+    lines.append(f"range {name}: MAE {value}  ({m['count']} samples)")
   return "\n".join(lines)
 
 
