@@ -226,3 +226,45 @@ def plot_predictions(workdir: str, names: list[str], split: str, path: str) -> N
   with writers.atomic_file(path) as f:
     fig.savefig(f, dpi=110, format="png")
   plt.close(fig)
+
+
+def plot_label_errors(path: str, split: str, targets: np.ndarray, preds: dict[str, np.ndarray],
+                      train_labels: np.ndarray, num_bins: int = 40) -> bool:
+  """The DIR figure: mean absolute error per label bin of each model in `preds` (e.g. "best-on-val
+  (epoch 4)" and "last (epoch 9)", distinct markers and line styles) over the training-label
+  density (grey bars, right axis). Scalar targets only; returns False (nothing written) otherwise."""
+  targets = np.asarray(targets, np.float64).reshape(len(targets), -1)
+  train_labels = np.asarray(train_labels, np.float64).reshape(len(train_labels), -1)
+  if targets.shape[1] != 1 or train_labels.shape[1] != 1 or len(targets) == 0:
+    return False
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt
+
+  y, train = targets[:, 0], train_labels[:, 0]
+  edges = np.histogram_bin_edges(np.concatenate([y, train]), bins=num_bins)
+  centres = (edges[1:] + edges[:-1]) / 2
+  index = np.clip(np.searchsorted(edges, y, side="right") - 1, 0, num_bins - 1)
+  counts = np.bincount(index, minlength=num_bins)
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  density = ax.twinx()
+  density.bar(centres, np.histogram(train, edges)[0], width=np.diff(edges), color="0.85", label="training labels")
+  density.set_ylabel("training samples per bin")
+  ax.set_zorder(density.get_zorder() + 1)
+  ax.patch.set_visible(False)
+  styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
+  for k, (name, p) in enumerate(preds.items()):
+    errors = np.abs(np.asarray(p, np.float64).reshape(y.shape) - y)
+    mae = np.bincount(index, errors, minlength=num_bins) / np.maximum(counts, 1)
+    marker, line = styles[k % len(styles)]
+    ax.plot(centres[counts > 0], mae[counts > 0], marker=marker, linestyle=line, ms=4, label=name)
+  ax.set_xlabel("label")
+  ax.set_ylabel(f"{split} MAE per label bin")
+  ax.set_title(f"{split} error per label bin against the training-label density")
+  handles = ax.get_legend_handles_labels()[0] + density.get_legend_handles_labels()[0]
+  ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper center")
+  fig.tight_layout()
+  with writers.atomic_file(path) as f:
+    fig.savefig(f, dpi=110, format="png")
+  plt.close(fig)
+  return True
