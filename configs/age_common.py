@@ -46,6 +46,9 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
     "label_range": (0.0, 200.0),  # valid ages (create_imdb_wiki keeps 0..200)
     "bucket_num": 100, "bucket_start": bucket_start,  # FDS buckets (fds.py defaults per dataset)
     "many_shot_thr": 100, "low_shot_thr": 20,
+    # AgeDB-DIR stress tests of Puetz et al. 2026 (`dirjax.data.protocols`; "": the standard split) and the
+    # relevance φ of SERA: "" = box-plot relevance of the training labels, or control points ((y, φ), ...).
+    "protocol": "", "relevance_points": (),
     # SMOTER / SMOGN training set (`dirjax.data.smogn`; defaults of the smogn package), off when "".
     "resample": ml_collections.ConfigDict({"method": "", "k": 5, "pert": 0.02, "threshold": 0.5,
                                            "thumbnail": 16})})
@@ -79,6 +82,15 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.report = ml_collections.ConfigDict({"split": "test", "metrics": ("all/mae", "many/mae", "medium/mae", "few/mae")})
   c.variants = ml_collections.ConfigDict()
   return c
+
+
+def stage1_variants() -> ml_collections.ConfigDict:
+  """The one-stage methods as `variants` (for `dirjax.sweep`): vanilla, SQINV + LDS, FDS (paper settings)."""
+  return ml_collections.ConfigDict(sort_keys=False, initial_dictionary={
+    "vanilla": {},
+    "sqinv_lds": {"reweight": {"method": "sqrt_inv", "lds": True}},
+    "fds": {"reweight": {"method": "sqrt_inv"}, "fds": {"enabled": True}},
+  })
 
 
 def for_arg(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:

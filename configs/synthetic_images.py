@@ -34,7 +34,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict({
     "name": "synthetic_images", "num_train": 3000, "num_val": 500, "num_test": 1000, "max_target": 100,
     "tail": 20.0, "noise_std": 0.1, "augment": True, "many_shot_thr": 100, "low_shot_thr": 20})
-  c.model = ml_collections.ConfigDict({"name": "resnet18", "in_channels": 1, "stem": "imagenet"})
+  c.model = ml_collections.ConfigDict({"name": "resnet18", "in_channels": 1, "stem": "imagenet", "width": 64})
   c.optimizer = ml_collections.ConfigDict({"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine"})
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,

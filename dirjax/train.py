@@ -352,7 +352,7 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str, stop_after_steps
         _check_counters(jax.device_get(counters), steps_per_epoch)
       is_best = False
       if evaluate_now:
-        metrics, _ = experiment.evaluate_splits(state["model"])
+        metrics, last_preds = experiment.evaluate_splits(state["model"])
         value = float(reporting.lookup(metrics[config.eval.select_split], metric_name))
         is_best = value < best.value
         if is_best:
@@ -368,15 +368,17 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str, stop_after_steps
     _check_counters(jax.device_get(counters), steps_per_epoch)
     ckpt.wait()
     if last is None:  # resumed after the final epoch: evaluate the restored last state
-      metrics, _ = experiment.evaluate_splits(state["model"])
+      metrics, last_preds = experiment.evaluate_splits(state["model"])
       last = {"epoch": config.num_epochs - 1, "step": step, **metrics}
   finally:
     ckpt.close()  # waits for the pending save: an `Interrupted` run exits with its checkpoint committed
     writer.close()
-  result = _evaluate_experiment(experiment, workdir, "best")
+  result, best_preds = _evaluate_experiment(experiment, workdir, "best")
   result["last"] = last
   result["selected_by"] = f"{config.eval.select_split}/{metric_name}"
   _write_json(os.path.join(workdir, "metrics.json"), result)
+  _plot_errors(experiment, workdir, {f"best-on-val (epoch {result['epoch']})": best_preds,
+                                     f"last (epoch {last['epoch']})": last_preds})
   _stop_if_requested(step, ckpt.directory)  # a signal during the final evaluation: the run is complete
   return result
 
@@ -421,7 +423,16 @@ def _write_json(path: str, obj: Any) -> None:
     writers.write_json(path, obj)
 
 
-def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int) -> dict:
+def _plot_errors(experiment: Experiment, workdir: str, preds: dict[str, dict]) -> None:
+  """`errors_<split>.png` of `config.report.split` (scalar targets): error per label bin of each named
+  model against the training-label density (`reporting.plot_label_errors`)."""
+  split = experiment.config.report.split
+  if _is_chief() and all(split in p for p in preds.values()):
+    reporting.plot_label_errors(os.path.join(workdir, f"errors_{split}.png"), split, experiment.bundle.targets(split),
+                                {name: p[split] for name, p in preds.items()}, experiment.bundle.train_labels)
+
+
+def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int) -> tuple[dict, dict]:
   config = experiment.config
   state, meta = experiment.restore(os.path.join(workdir, "checkpoints"), which)
   metrics, preds = experiment.evaluate_splits(state["model"])
@@ -430,14 +441,14 @@ def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int)
   if sigma is not None:
     result["noise_sigma"] = sigma
   if not _is_chief():
-    return result
+    return result, preds
   for split, p in preds.items():
     writers.save_npz(os.path.join(workdir, f"predictions_{split}.npz"), preds=p,
                      targets=experiment.bundle.targets(split))
   for split in config.eval.splits:
     table = reporting.format_shot_table(metrics[split])
     print(f"{workdir} [{which} checkpoint, epoch {result['epoch']}] {split}:\n{table}")
-  return result
+  return result, preds
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str | int = "best") -> dict:
@@ -449,6 +460,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str | int =
   checkpoint_lib.require_checkpoints(os.path.join(workdir, "checkpoints"))
   if _is_chief():
     writers.check_writable(workdir, "workdir (evaluation writes predictions_<split>.npz and eval_<which>.json)")
-  result = _evaluate_experiment(Experiment(config), workdir, which)
+  experiment = Experiment(config)
+  result, preds = _evaluate_experiment(experiment, workdir, which)
   _write_json(os.path.join(workdir, f"eval_{which}.json"), result)
+  _plot_errors(experiment, workdir, {f"{which} checkpoint (epoch {result['epoch']})": preds})
   return result

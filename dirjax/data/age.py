@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from dirjax import weighting
-from dirjax.data import DataBundle, images, scalar_evaluator, smogn
+from dirjax.data import DataBundle, images, protocols, scalar_evaluator, smogn
 
 SPLITS = ("train", "val", "test")
 LABEL_RANGE = (0.0, 200.0)  # create_imdb_wiki keeps 0 <= age <= 200
@@ -166,20 +166,32 @@ def check_images(data_dir: str, csv_name: str, paths: list[str], benchmark: AgeB
       f"{os.path.join(data_dir, benchmark.images)} exists (see scripts/prepare_data.py).")
 
 
+def split_file(config: Any, benchmark: AgeBenchmark) -> str:
+  """`config.csv`, or `protocols/<file>` for `config.protocol` (AgeDB-DIR only, `dirjax.data.protocols`)."""
+  name = config.get("protocol", "")
+  if not name:
+    return config.csv
+  if benchmark.name != "AgeDB-DIR":
+    raise ValueError(f"data.protocol={name!r}: the stress-test protocols resample AgeDB-DIR only, not {benchmark.name}")
+  return os.path.join("protocols", protocols.get(name).file)
+
+
 def load_table(config: Any, benchmark: AgeBenchmark) -> tuple[str, pd.DataFrame]:
   """Validates `data_dir`, the CSV and the images of `config`; returns (data_dir, table)."""
+  csv = split_file(config, benchmark)
   data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(
-      f"{benchmark.name} data_dir {data_dir} does not exist; it must hold {config.csv} and "
+      f"{benchmark.name} data_dir {data_dir} does not exist; it must hold {csv} and "
       f"{benchmark.images}/ ({benchmark.source}; see scripts/prepare_data.py)")
-  csv_path = os.path.join(data_dir, config.csv)
+  csv_path = os.path.join(data_dir, csv)
   if not os.path.isfile(csv_path):
-    raise FileNotFoundError(
-      f"split file {csv_path} not found; {benchmark.name} needs {benchmark.csv} ({benchmark.source}; "
-      "see scripts/prepare_data.py)")
+    where = (f"the protocol files of noah-puetz/deconstructing_deep_imbalanced_regression data/ copied into "
+             f"{os.path.join(data_dir, 'protocols')}" if csv != config.csv else
+             f"{benchmark.csv} ({benchmark.source}; see scripts/prepare_data.py)")
+    raise FileNotFoundError(f"split file {csv_path} not found; {benchmark.name} needs {where}")
   table = read_split_table(csv_path, tuple(config.label_range))
-  check_images(data_dir, config.csv, table["path"].tolist(), benchmark)
+  check_images(data_dir, csv, table["path"].tolist(), benchmark)
   return data_dir, table
 
 
@@ -207,7 +219,9 @@ def get_data(config: Any, *, seed: int, benchmark: AgeBenchmark) -> DataBundle:
     fds_buckets={"bucket_num": config.bucket_num, "bucket_start": config.bucket_start,
                  "bucketing": "integer", "edge_pooling": "presence"},
     evaluate=scalar_evaluator({**labels, "train": train_labels}, labels["train"], exact_ages,
-                              many_shot_thr=config.many_shot_thr, low_shot_thr=config.low_shot_thr),
+                              many_shot_thr=config.many_shot_thr, low_shot_thr=config.low_shot_thr,
+                              relevance_points=config.get("relevance_points") or None,
+                              ranges=protocols.get(config.protocol).ranges if config.get("protocol") else None),
     split_targets={s: y[:, None] for s, y in {**labels, "train": train_labels}.items()},
   )
 
