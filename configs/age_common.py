@@ -46,6 +46,9 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
     "label_range": (0.0, 200.0),  # valid ages (create_imdb_wiki keeps 0..200)
     "bucket_num": 100, "bucket_start": bucket_start,  # FDS buckets (fds.py defaults per dataset)
     "many_shot_thr": 100, "low_shot_thr": 20,
+    # uint8 img_size² cache of every split (scripts/prepare_data.py --prepare_to=DIR), augmented on the
+    # device; "" reads and decodes the JPEGs under data_dir (docs/benchmarks.md, "Prepared splits").
+    "prepared_dir": "",
     # SMOTER / SMOGN training set (`dirjax.data.smogn`; defaults of the smogn package), off when "".
     "resample": ml_collections.ConfigDict({"method": "", "k": 5, "pert": 0.02, "threshold": 0.5,
                                            "thumbnail": 16})})

@@ -64,15 +64,17 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 class Loader:
   """Fixed-size global batches of one split: `loader(epoch, start_step)` yields dicts of global
-  arrays (the element keys plus `valid`, a bool `[batch_size]` row mask)."""
+  arrays (the element keys plus `valid`, a bool `[batch_size]` row mask, and with `positions=True`
+  `position`, each row's int32 index in the epoch's order, which seeds augmentation on the device)."""
 
   def __init__(self, dataset: grain.MapDataset, *, batch_size: int, mesh: Mesh, shuffle: bool = False,
-               seed: int = 0, augment: Augment | None = None, num_threads: int = 0):
+               seed: int = 0, augment: Augment | None = None, num_threads: int = 0, positions: bool = False):
     if len(dataset) == 0:
       raise ValueError("cannot batch an empty split")
     sharding.check_batch_size(batch_size, mesh)
     self.dataset, self.batch_size, self.mesh = dataset, batch_size, mesh
     self.shuffle, self.seed, self.augment, self.num_threads = shuffle, seed, augment, num_threads
+    self.positions = positions
     self.steps_per_epoch = -(-len(dataset) // batch_size)
 
   def indices(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +95,10 @@ class Loader:
       if self.augment is not None:
         elements = elements.random_map(self.augment, seed=_epoch_seed(self.seed, epoch))
       batches = elements.batch(index.shape[1])
-    return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s]})
+    if not self.positions:
+      return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s]})
+    position = (np.arange(self.steps_per_epoch)[:, None] * self.batch_size + rows).astype(np.int32)
+    return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s], "position": position[s]})
 
   def local_batch(self, epoch: int, step: int) -> dict[str, np.ndarray]:
     return self._local_batches(epoch)[step]
