@@ -38,6 +38,7 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.batch_size = 256
   c.eval_batch_size = 256
   c.input_threads = 8  # JPEG decode threads per process (scripts/bench_input.py)
+  c.input_workers = 0  # grain worker processes reading whole batches (docs/benchmarks.md, "Prepared splits")
   c.mesh = ml_collections.ConfigDict({"shape": (-1,), "axes": ("data",)})
 
   c.data = ml_collections.ConfigDict({

@@ -134,12 +134,14 @@ class Experiment:
     models.check_inputs(config.model, np.asarray(sample, np.float32) if bundle.device_transform else sample)
     losses.validate_targets(bundle.train_labels, "training labels")
     on_device = bundle.device_transform is not None  # batches carry their positions for device augmentation
+    workers = int(config.get("input_workers", 0))  # grain worker processes per loader (0: read in this process)
     self.train_loader = pipeline.Loader(
       bundle.splits["train"], batch_size=config.batch_size, mesh=self.mesh, shuffle=True, seed=config.seed,
-      augment=bundle.train_augment, num_threads=config.input_threads, positions=on_device)
+      augment=bundle.train_augment, num_threads=config.input_threads, positions=on_device,
+      num_workers=workers)
     self.eval_loaders = {
       split: pipeline.Loader(bundle.splits[split], batch_size=config.eval_batch_size, mesh=self.mesh,
-                             num_threads=config.input_threads)
+                             num_threads=config.input_threads, num_workers=workers)
       for split in config.eval.splits}
     self.fds_augment_seed = None
     if config.fds.enabled:
@@ -147,7 +149,7 @@ class Experiment:
       self.fds_loader = pipeline.Loader(
         bundle.splits[bundle.fds_split], batch_size=config.batch_size, mesh=self.mesh, shuffle=on_train,
         seed=config.seed + 1, augment=bundle.train_augment if on_train else None, num_threads=config.input_threads,
-        positions=on_device and on_train)
+        positions=on_device and on_train, num_workers=workers)
       self.fds_augment_seed = config.seed + 1 if on_train else None
     self.steps_per_epoch = self.train_loader.steps_per_epoch
     self.objective = objective.build(config, bundle)

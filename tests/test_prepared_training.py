@@ -141,3 +141,17 @@ def test_predictions_of_one_state_are_the_same_from_the_cache_and_the_images(cac
   for split in ("val", "test"):
     np.testing.assert_allclose(cached_run.predictions(state, split), images_run.predictions(state, split),
                                rtol=1e-6, atol=1e-6)
+
+
+def test_worker_processes_give_the_in_process_batches(cached):
+  _, device = bundles(*cached)
+  mesh = sharding.make_mesh((-1,), ("data",))
+  common = dict(batch_size=8, mesh=mesh, shuffle=True, seed=2, positions=True)
+  local = [jax.device_get(b) for b in pipeline.Loader(device.splits["train"], **common)(3, 1)]
+  workers = [jax.device_get(b) for b in pipeline.Loader(device.splits["train"], num_workers=1, **common)(3, 1)]
+  assert len(workers) == len(local) == 3
+  for a, b in zip(workers, local):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  with pytest.raises(ValueError, match="input_workers must be >= 0"):
+    pipeline.Loader(device.splits["train"], num_workers=-1, **common)
