@@ -51,7 +51,7 @@ def test_missing_and_corrupt_images_are_all_named(agedb, tmp_path):
   for p in (paths[3], paths[40]):
     with open(os.path.join(root, p), "wb") as f:
       f.write(b"not a jpeg")
-  with pytest.raises(ValueError, match="2 corrupt") as corrupt:
+  with pytest.raises(ValueError, match=r"2 image\(s\) corrupt") as corrupt:
     prepared.prepare_split(root, paths, 16, str(tmp_path / "c" / "all"), shard_rows=20, progress=lambda m: None)
   assert paths[3] in str(corrupt.value) and paths[40] in str(corrupt.value)
   written = sorted(os.listdir(tmp_path / "c"))

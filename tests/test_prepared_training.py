@@ -101,7 +101,7 @@ def test_an_interrupted_preparation_is_incomplete_and_resumes(cached, tmp_path):
     f.write(b"not a jpeg")
   prefix = str(tmp_path / "c" / "all")
   broken = [*paths[:3], os.path.relpath(bad, root)]
-  with pytest.raises(ValueError, match="1 corrupt"):
+  with pytest.raises(ValueError, match=r"1 image\(s\) corrupt"):
     prepared.prepare_split(root, broken, SIZE, prefix, progress=lambda m: None)
   with pytest.raises(ValueError, match="incomplete"):
     prepared.open_split(prefix, broken, np.zeros(4), SIZE)
@@ -155,3 +155,41 @@ def test_worker_processes_give_the_in_process_batches(cached):
       np.testing.assert_array_equal(a[key], b[key])
   with pytest.raises(ValueError, match="input_workers must be >= 0"):
     pipeline.Loader(device.splits["train"], num_workers=-1, **common)
+
+
+def test_preparing_the_real_agedb_split_file_with_stand_in_images(shared_data_dir, tmp_path, capsys):
+  """The upstream agedb.csv (16,488 rows) with generated 8×8 stand-ins (a distinct flat colour per row):
+  missing and corrupt images all named, then row counts, record order = CSV order, and a bundle from the cache."""
+  from PIL import Image
+  csv = os.path.join(shared_data_dir, "agedb-dir", "agedb.csv")
+  if not os.path.isfile(csv):
+    pytest.skip("agedb.csv not in the shared data folder")
+  root = tmp_path / "agedb"
+  (root / "AgeDB").mkdir(parents=True)
+  table = pd.read_csv(csv)
+  table.to_csv(root / "agedb.csv", index=False)
+  for i, path in enumerate(table["path"]):
+    Image.fromarray(np.full((8, 8, 3), (i % 251, i // 251 % 251, 0), np.uint8)).save(root / path, quality=100)
+  missing, corrupt = table["path"][100], [table["path"][7], table["path"][16000]]
+  os.remove(root / missing)
+  for path in corrupt:
+    (root / path).write_bytes(b"\xff\xd8 truncated")
+  out = str(tmp_path / "cache")
+  with pytest.raises(ValueError) as error:
+    prepare_data.prepare_age_splits("agedb_dir", str(root), out, 8)
+  named = [p for p in table["path"] if p in str(error.value)]
+  assert sorted(named) == sorted([missing, *corrupt]), named  # every bad image, and only those, in one run
+  assert str(error.value).count("missing") == 1 and str(error.value).count("corrupt") >= 1
+  for i in (7, 100, 16000):
+    Image.fromarray(np.full((8, 8, 3), (i % 251, i // 251 % 251, 0), np.uint8)).save(root / table["path"][i])
+  assert prepare_data.main(["--dataset=agedb_dir", f"--data_dir={root}", f"--prepare_to={out}", "--img_size=8"]) == 0
+  config = fixtures_age.data_config(str(root), img_size=8)
+  config.prepared_dir = out
+  bundle = data.get_data(config, seed=0)
+  assert {s: len(d) for s, d in bundle.splits.items()} == {"train": 12208, "val": 2140, "test": 2140}
+  for split in ("train", "val", "test"):
+    rows = table[table["split"] == split].reset_index(drop=True)
+    for i in (0, 1, len(rows) // 2, len(rows) - 1):
+      np.testing.assert_array_equal(bundle.splits[split][i]["inputs"],
+                                    images.load_rgb(str(root / rows["path"][i]), 8))
+      assert bundle.splits[split][i]["targets"][0] == rows["age"][i]

@@ -10,9 +10,8 @@ exactly (a JPEG re-encode would be smaller but lossy). At 224² that is 150,528 
 ≈ 2.5 GB for AgeDB-DIR's 16,488 images, ≈ 32 GB for IMDB-WIKI-DIR's 213,553.
 
 Preparation writes shards of `shard_rows` images to a temporary name and renames them when
-complete, so an interrupted run resumes at the first missing shard. Missing files are named before
-any work; corrupt ones are collected over the whole run (their shards are not written) and named
-together at the end.
+complete, so an interrupted run resumes at the first missing shard. Missing and corrupt files are
+collected over the whole run (their shards are not written) and all named together at the end.
 
 Each split also gets a manifest `<out_prefix>.json` (image size, row count, a SHA-256 of the split's
 file list, `complete`), written before the first shard and completed after the last: `open_split`
@@ -70,9 +69,7 @@ def _mismatch(manifest: dict, paths: list[str], size: int) -> str | None:
 def prepare_split(root: str, paths: list[str], size: int, out_prefix: str, *, shard_rows: int = 1000,
                   progress: Callable[[str], None] = print) -> list[str]:
   """Decodes + resizes `root/paths[i]` to `size`² into ArrayRecord shards `out_prefix-*`; returns their paths."""
-  missing = images.missing_files(root, paths)
-  if missing:
-    raise ValueError(f"{len(missing)} image(s) missing under {root}: {', '.join(missing)}")
+  missing = set(images.missing_files(root, paths))
   shards = shard_paths(out_prefix, len(paths), shard_rows)
   os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
   manifest = _read_manifest(out_prefix)
@@ -86,6 +83,8 @@ def prepare_split(root: str, paths: list[str], size: int, out_prefix: str, *, sh
       continue
     rows, pixels = paths[i * shard_rows:(i + 1) * shard_rows], []
     for path in rows:
+      if path in missing:
+        continue
       try:
         pixels.append(images.load_rgb(os.path.join(root, path), size))
       except ValueError:
@@ -98,9 +97,11 @@ def prepare_split(root: str, paths: list[str], size: int, out_prefix: str, *, sh
     writer.close()
     os.replace(shard + ".tmp", shard)
     progress(f"prepared {shard} ({min((i + 1) * shard_rows, len(paths))}/{len(paths)} images)")
-  if corrupt:
-    raise ValueError(f"{len(corrupt)} corrupt or unreadable image(s) under {root}: {', '.join(corrupt)}; "
-                     f"replace them and run the preparation again (finished shards are kept)")
+  problems = [f"{len(found)} image(s) {what} under {root}: {', '.join(found)}"
+              for what, found in (("missing", [p for p in paths if p in missing]), ("corrupt or unreadable", corrupt))
+              if found]
+  if problems:
+    raise ValueError("; ".join(problems) + "; replace them and run the preparation again (finished shards are kept)")
   _write_manifest(out_prefix, paths, size, complete=True)
   return shards
 
