@@ -102,13 +102,14 @@ def test_an_interrupted_preparation_is_incomplete_and_resumes(cached, tmp_path):
   prefix = str(tmp_path / "c" / "all")
   broken = [*paths[:3], os.path.relpath(bad, root)]
   with pytest.raises(ValueError, match=r"1 image\(s\) corrupt"):
-    prepared.prepare_split(root, broken, SIZE, prefix, progress=lambda m: None)
+    prepared.prepare_split(root, broken, SIZE, prefix, shard_rows=2, progress=lambda m: None)
+  assert os.path.exists(prepared.shard_paths(prefix, 4, 2)[0])  # the first shard is complete, the split is not
   with pytest.raises(ValueError, match="incomplete"):
     prepared.open_split(prefix, broken, np.zeros(4), SIZE)
   with pytest.raises(ValueError, match="cannot resume into this prepared split"):
     prepared.prepare_split(root, paths[:3], SIZE, prefix, progress=lambda m: None)
   fixtures_age.write_jpeg(bad, np.random.default_rng(0))
-  prepared.prepare_split(root, broken, SIZE, prefix, progress=lambda m: None)
+  prepared.prepare_split(root, broken, SIZE, prefix, shard_rows=2, progress=lambda m: None)
   assert len(prepared.open_split(prefix, broken, np.zeros(4), SIZE)) == 4
 
 
@@ -123,9 +124,10 @@ def test_a_run_from_the_cache_trains_evaluates_and_resumes_exactly(cached, tmp_p
   root, out = cached
   c = smoke_config(root, out)
   c.num_epochs, c.fds.enabled, c.fds.start_update = 2, True, 0  # FDS pass on augmented train batches too
+  c.checkpoint.every_steps = 1  # the cut run resumes mid-epoch, at its data position
   full = train.train_and_evaluate(c, str(tmp_path / "full"))
   assert full["test"]["all"]["count"] == 14 and np.isfinite(full["test"]["all"]["mae"])
-  train.train_and_evaluate(c, str(tmp_path / "cut"), stop_after_steps=3)
+  train.train_and_evaluate(c, str(tmp_path / "cut"), stop_after_steps=4)  # epoch 1, batch 1 of 3
   resumed = train.train_and_evaluate(c, str(tmp_path / "cut"))
   assert resumed["test"]["all"]["mae"] == full["test"]["all"]["mae"]
   np.testing.assert_array_equal(np.load(tmp_path / "cut" / "predictions_test.npz")["preds"],
@@ -170,7 +172,8 @@ def test_preparing_the_real_agedb_split_file_with_stand_in_images(shared_data_di
   table.to_csv(root / "agedb.csv", index=False)
   for i, path in enumerate(table["path"]):
     Image.fromarray(np.full((8, 8, 3), (i % 251, i // 251 % 251, 0), np.uint8)).save(root / path, quality=100)
-  missing, corrupt = table["path"][100], [table["path"][7], table["path"][16000]]
+  train_rows = np.flatnonzero(table["split"] == "train")
+  missing, corrupt = table["path"][train_rows[50]], [table["path"][7], table["path"][16000]]  # all in train
   os.remove(root / missing)
   for path in corrupt:
     (root / path).write_bytes(b"\xff\xd8 truncated")
@@ -180,7 +183,7 @@ def test_preparing_the_real_agedb_split_file_with_stand_in_images(shared_data_di
   named = [p for p in table["path"] if p in str(error.value)]
   assert sorted(named) == sorted([missing, *corrupt]), named  # every bad image, and only those, in one run
   assert str(error.value).count("missing") == 1 and str(error.value).count("corrupt") >= 1
-  for i in (7, 100, 16000):
+  for i in (7, train_rows[50], 16000):
     Image.fromarray(np.full((8, 8, 3), (i % 251, i // 251 % 251, 0), np.uint8)).save(root / table["path"][i])
   assert prepare_data.main(["--dataset=agedb_dir", f"--data_dir={root}", f"--prepare_to={out}", "--img_size=8"]) == 0
   config = fixtures_age.data_config(str(root), img_size=8)

@@ -13,8 +13,8 @@ needs to know about pixel formats. Cost on this project's 2-core VM (`scripts/be
 AgeDB-like JPEGs, idle machine): decode + resize ≈ 1.4 ms, normalise ≈ 0.4 ms, crop + flip
 ≈ 0.2 ms per image, i.e. host-side float conversion adds ≈ 25 % to the decode and makes batches 4×
 larger than uint8 ones. `dirjax.data.device_augment` is the same transform on uint8 batches on the
-device, and `dirjax.data.prepared` stores the resized uint8 images once; the trainer does not use
-them yet.
+device, and `dirjax.data.prepared` stores the resized uint8 images once; the trainer uses both
+when `data.prepared_dir` is set (`dirjax.data.age`).
 """
 
 import os
