@@ -130,20 +130,27 @@ class Experiment:
     self.config = config
     self.mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
     self.bundle = bundle = data_lib.get_data(config.data, seed=config.seed)
-    models.check_inputs(config.model, bundle.splits["train"][0]["inputs"])
+    sample = bundle.splits["train"][0]["inputs"]
+    models.check_inputs(config.model, np.asarray(sample, np.float32) if bundle.device_transform else sample)
     losses.validate_targets(bundle.train_labels, "training labels")
+    on_device = bundle.device_transform is not None  # batches carry their positions for device augmentation
+    workers = int(config.get("input_workers", 0))  # grain worker processes per loader (0: read in this process)
     self.train_loader = pipeline.Loader(
       bundle.splits["train"], batch_size=config.batch_size, mesh=self.mesh, shuffle=True, seed=config.seed,
-      augment=bundle.train_augment, num_threads=config.input_threads)
+      augment=bundle.train_augment, num_threads=config.input_threads, positions=on_device,
+      num_workers=workers)
     self.eval_loaders = {
       split: pipeline.Loader(bundle.splits[split], batch_size=config.eval_batch_size, mesh=self.mesh,
-                             num_threads=config.input_threads)
+                             num_threads=config.input_threads, num_workers=workers)
       for split in config.eval.splits}
+    self.fds_augment_seed = None
     if config.fds.enabled:
       on_train = bundle.fds_split == "train"
       self.fds_loader = pipeline.Loader(
         bundle.splits[bundle.fds_split], batch_size=config.batch_size, mesh=self.mesh, shuffle=on_train,
-        seed=config.seed + 1, augment=bundle.train_augment if on_train else None, num_threads=config.input_threads)
+        seed=config.seed + 1, augment=bundle.train_augment if on_train else None, num_threads=config.input_threads,
+        positions=on_device and on_train, num_workers=workers)
+      self.fds_augment_seed = config.seed + 1 if on_train else None
     self.steps_per_epoch = self.train_loader.steps_per_epoch
     self.objective = objective.build(config, bundle)
     self.sync_every_step = sharding.needs_step_sync(self.mesh)
@@ -179,8 +186,11 @@ class Experiment:
   def _build_steps(self) -> None:
     graphdef, opt_graphdef, loss = self.graphdef, self.opt_graphdef, self.objective
     base_key = jax.random.key(self.config.seed)
+    device_transform = self.bundle.device_transform or (lambda batch, augment_seed, epoch: batch)
+    fds_augment_seed = self.fds_augment_seed
 
     def train_step(state, batch, epoch, counters):
+      batch = device_transform(batch, self.config.seed, epoch)
       model = nnx.merge(graphdef, state["model"])
       optimizer = nnx.merge(opt_graphdef, state["optimizer"])
       step = optimizer.step[...].astype(jnp.int32)
@@ -195,11 +205,13 @@ class Experiment:
       return {"model": nnx.state(model), "optimizer": nnx.state(optimizer)}, counters
 
     def predict_step(model_state, batch):
+      batch = device_transform(batch, None, 0)
       model = nnx.merge(graphdef, model_state)
       model.eval()
       return model(batch["inputs"]).preds
 
-    def fds_step(model_state, sums, batch):
+    def fds_step(model_state, sums, batch, epoch):
+      batch = device_transform(batch, fds_augment_seed, epoch)
       model = nnx.merge(graphdef, model_state)  # training mode: BN batch statistics, dropout on
       features = model.encoder(batch["inputs"])
       return nnx.state(model), model.fds.add_batch(sums, features, batch["targets"], objective.element_mask(batch))
@@ -228,7 +240,7 @@ class Experiment:
     model_state = state["model"]
     sums = jax.device_put(nnx.merge(self.graphdef, model_state).fds.zero_sums(), self.replicated)
     for batch in self.fds_loader(epoch):
-      model_state, sums = self.fds_step(model_state, sums, batch)
+      model_state, sums = self.fds_step(model_state, sums, batch, np.int32(epoch))
       if self.sync_every_step:
         jax.block_until_ready(sums)
     return {"model": self.fds_update(model_state, sums, np.int32(epoch)), "optimizer": state["optimizer"]}

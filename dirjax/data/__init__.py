@@ -48,6 +48,11 @@ class DataBundle:
   `split_targets` (optional): each split's targets in split order, when the benchmark has them
   without reading its elements (the age benchmarks, whose elements decode a JPEG); `targets(split)`
   reads them from there, else from the elements.
+
+  `device_transform` (optional): `(batch, augment_seed, epoch) -> batch` run inside the jitted steps on
+  every batch, when the elements hold raw inputs (the age benchmarks' prepared uint8 images) that the
+  device normalises and, with an `augment_seed` (training), augments from (seed, epoch, `batch["position"]`);
+  `None` as `augment_seed` for evaluation. Such bundles have no `train_augment`.
   """
   splits: dict[str, grain.MapDataset]
   train_augment: Callable[[dict, np.random.Generator], dict] | None
@@ -59,6 +64,7 @@ class DataBundle:
   train_bin_counts: np.ndarray | None = None
   first_counted_bin: int = 0
   split_targets: dict[str, np.ndarray] | None = None
+  device_transform: Callable[[dict, int | None, Any], dict] | None = None
 
   def targets(self, split: str) -> np.ndarray:
     """The targets of `split` stacked in split order (`[N, *target shape]`)."""

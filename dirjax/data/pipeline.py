@@ -64,15 +64,20 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 class Loader:
   """Fixed-size global batches of one split: `loader(epoch, start_step)` yields dicts of global
-  arrays (the element keys plus `valid`, a bool `[batch_size]` row mask)."""
+  arrays (the element keys plus `valid`, a bool `[batch_size]` row mask, and with `positions=True`
+  `position`, each row's int32 index in the epoch's order, which seeds augmentation on the device)."""
 
   def __init__(self, dataset: grain.MapDataset, *, batch_size: int, mesh: Mesh, shuffle: bool = False,
-               seed: int = 0, augment: Augment | None = None, num_threads: int = 0):
+               seed: int = 0, augment: Augment | None = None, num_threads: int = 0, positions: bool = False,
+               num_workers: int = 0):
     if len(dataset) == 0:
       raise ValueError("cannot batch an empty split")
     sharding.check_batch_size(batch_size, mesh)
     self.dataset, self.batch_size, self.mesh = dataset, batch_size, mesh
     self.shuffle, self.seed, self.augment, self.num_threads = shuffle, seed, augment, num_threads
+    self.positions, self.num_workers = positions, num_workers
+    if num_workers < 0:
+      raise ValueError(f"input_workers must be >= 0, got {num_workers}")
     self.steps_per_epoch = -(-len(dataset) // batch_size)
 
   def indices(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,22 +91,30 @@ class Loader:
     """This process's rows of every batch of the epoch, as a grain dataset of numpy batches."""
     rows = sharding.process_rows(self.batch_size, self.mesh)
     index, valid = (a[:, rows] for a in self.indices(epoch))
-    if self.augment is None and isinstance(self.dataset, ArrayDataset):
-      batches = grain.MapDataset.range(self.steps_per_epoch).map(lambda s: self.dataset.gather(index[s]))
+    dataset = self.dataset  # the closures below hold no `self` (its mesh), so worker processes can unpickle them
+    if self.augment is None and isinstance(dataset, ArrayDataset):
+      batches = grain.MapDataset.range(self.steps_per_epoch).map(lambda s: dataset.gather(index[s]))
     else:
-      elements = grain.MapDataset.source(index.ravel()).map(lambda i: self.dataset[int(i)])
+      elements = grain.MapDataset.source(index.ravel()).map(lambda i: dataset[int(i)])
       if self.augment is not None:
         elements = elements.random_map(self.augment, seed=_epoch_seed(self.seed, epoch))
       batches = elements.batch(index.shape[1])
-    return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s]})
+    if not self.positions:
+      return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s]})
+    position = (np.arange(self.steps_per_epoch)[:, None] * self.batch_size + rows).astype(np.int32)
+    return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s], "position": position[s]})
 
   def local_batch(self, epoch: int, step: int) -> dict[str, np.ndarray]:
     return self._local_batches(epoch)[step]
 
   def __call__(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
     """Batches `start_step, ...` of epoch `epoch`. Leaving the loop early (a stop, an exception) closes the
-    reader: its threads are shut down and pending reads cancelled, so none outlives the loop."""
-    batches = iter(self._local_batches(epoch)[start_step:].to_iter_dataset(read_options(self.num_threads)))
+    reader: its threads (and worker processes) are shut down and pending reads cancelled, so none outlives the
+    loop. With `num_workers` > 0 grain worker processes read the batches (`grain.MultiprocessingOptions`)."""
+    batches = self._local_batches(epoch)[start_step:].to_iter_dataset(read_options(self.num_threads))
+    if self.num_workers:  # whole batches are read and assembled in the workers; order is kept
+      batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.num_workers, per_worker_buffer_size=2))
+    batches = iter(batches)
     try:
       for batch in batches:
         yield sharding.to_global(batch, self.mesh)
