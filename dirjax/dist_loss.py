@@ -33,38 +33,45 @@ import numpy as np
 from dirjax import losses
 
 
-def _isotonic_decreasing(z: jax.Array, valid: jax.Array) -> jax.Array:
-  """argmin_{v_1 ≥ … ≥ v_n} ½‖v − z‖² over the first `n = Σ valid` entries (the rest returned as is),
-  by the min–max formula v_i = min_{j ≤ i} max_{i ≤ k < n} mean(z_j..z_k) (Barlow et al. 1972), O(B²)
-  and branch-free; its gradient routes each output to the mean of its pooled block, as PAV's VJP."""
-  size = z.shape[0]
+def _soft_sort_sorted(ascending: jax.Array, valid: jax.Array, strength: float) -> jax.Array:
+  """The L2 soft sort of an ascending vector whose first `n = Σ valid` entries count (the rest returned
+  as is): `ŝ = u* − ramp` with `u*` the decreasing isotonic regression of `z = a + ramp`,
+  `ramp_i = (n − 1 − i)/ε`, by the min–max formula u*_i = min_{j ≤ i} max_{i ≤ k < n} mean(z_j..z_k)
+  (Barlow et al. 1972), O(B²) and branch-free.
+
+  The formula only picks each output's pooled block [j*, k*]; the value is then re-assembled as
+  mean(a_j*..a_k*) + ((i − j*) + (i − k*))/(2ε), so float32 keeps the precision of the predictions,
+  not of the ramp (≈ B/ε). Its gradient routes each output to the mean of its block, as PAV's VJP."""
+  size = ascending.shape[0]
   idx = jnp.arange(size)
-  shift = jnp.sum(jnp.where(valid, z, 0.0)) / jnp.maximum(jnp.sum(valid), 1)  # block means are shift-equivariant
-  centred = jnp.where(valid, z - shift, 0.0)
-  cums = jnp.concatenate([jnp.zeros((1,), z.dtype), jnp.cumsum(centred)])
   j, k = idx[:, None], idx[None, :]
-  means = (cums[k + 1] - cums[j]) / jnp.maximum(k - j + 1, 1).astype(z.dtype)
+  count = jnp.maximum(jnp.sum(valid), 1)
+  shift = jnp.sum(jnp.where(valid, ascending, 0.0)) / count
+  cums = jnp.concatenate([jnp.zeros((1,), ascending.dtype), jnp.cumsum(jnp.where(valid, ascending - shift, 0.0))])
+  block_mean = (cums[k + 1] - cums[j]) / jnp.maximum(k - j + 1, 1).astype(ascending.dtype) + shift
+  block_mean = jnp.where(j == k, ascending[j], block_mean)  # exact on the diagonal
+  ramp_mean = (count - 1 - (j + k) / 2) / strength
   usable = (k >= j) & valid[None, :]
-  upper = jax.lax.cummax(jnp.where(usable, means, -jnp.inf), axis=1, reverse=True)  # max over k ≥ i
-  lower = jnp.min(jnp.where(j <= k, upper, jnp.inf), axis=0)  # min over j ≤ i
-  return jnp.where(valid, lower + shift, z)
+  z_mean = jax.lax.stop_gradient(jnp.where(usable, block_mean + ramp_mean, -jnp.inf))
+  upper = jax.lax.cummax(z_mean, axis=1, reverse=True)  # max over k >= i, per j
+  first = jnp.argmin(jnp.where(j <= k, upper, jnp.inf), axis=0)  # j*(i)
+  row = z_mean[first]  # [i, k]
+  last = jnp.argmax(jnp.where(k >= idx[:, None], row, -jnp.inf), axis=1)  # k*(i)
+  soft = block_mean[first, last] + ((idx - first) + (idx - last)) / (2 * strength)
+  return jnp.where(valid, soft, ascending)
 
 
 def soft_sort(values: jax.Array, regularization_strength: float, mask: jax.Array | None = None) -> jax.Array:
   """Ascending soft sort of a vector [B] (Blondel et al. 2020, L2): the projection of `ρ` onto the
-  permutahedron of `values`, computed as `a + u*(z) − z` with `a` the hard ascending sort,
-  `z_i = a_i + (n − i)/ε` and `u*` its decreasing isotonic regression. Masked-out entries sort last
-  and are returned unchanged (in sorted order). ε → 0 gives the hard sort."""
+  permutahedron of `values` (`_soft_sort_sorted` on the hard ascending sort). Masked-out entries come last,
+  unchanged and in batch order. ε → 0 gives the hard sort."""
   if not regularization_strength > 0:
     raise ValueError(f"regularization_strength must be > 0, got {regularization_strength}")
   size = values.shape[0]
   valid = jnp.ones((size,), bool) if mask is None else mask.astype(bool)
   order = jnp.argsort(jnp.where(valid, values, jnp.inf), stable=True)
   ascending, valid_sorted = values[order], valid[order]
-  # ρ_i − ρ_n for the valid prefix, in units of the predictions (the constant cancels).
-  ramp = (jnp.sum(valid) - 1 - jnp.arange(size)).astype(values.dtype) / regularization_strength
-  z = ascending + ramp
-  return jnp.where(valid_sorted, _isotonic_decreasing(z, valid_sorted) - ramp, ascending)
+  return _soft_sort_sorted(ascending, valid_sorted, regularization_strength)
 
 
 def pseudo_label_counts(density: np.ndarray, draws: int) -> np.ndarray:
