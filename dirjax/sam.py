@@ -45,8 +45,8 @@ def value_and_grad(loss_fn: Callable[[Any], tuple[jax.Array, Any]], model: nnx.M
   if trainable is not None:
     keep = trainable(grads)
     grads = jax.tree.map(lambda g, k: g if k else jnp.zeros_like(g), grads, keep)
-  scale = rho / (optax.global_norm(grads) + 1e-16)
-  params = nnx.state(model, nnx.Param)
+  scale = rho / (optax.tree.norm(grads) + 1e-16)
+  params = jax.tree.map(lambda p: p, nnx.state(model, nnx.Param))  # a snapshot (the State holds the live Variables)
   nnx.update(model, jax.tree.map(lambda p, g: p + scale * g, params, grads))
   _, perturbed_grads = grad_fn(model)
   nnx.update(model, params)
