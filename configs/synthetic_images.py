@@ -50,6 +50,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "bmc": {"loss": {"name": "bmc"}},
     "gai": {"loss": {"name": "gai", "prior": "gmm"}},
     "bni": {"loss": {"name": "bni", "prior": "buckets"}},
+    # Dist Loss, one stage: the reference's default composition (inverse-weighted L1 + λ=1 Dist term,
+    # ε 0.1, KDE bandwidth factor 0.5), labels 0..100 on a unit grid.
+    "dist_loss": {"reweight": {"method": "inverse"}, "regularizers": {"dist": {
+      "name": "dist_loss", "weight": 1.0, "regularization_strength": 0.1, "bw_method": 0.5,
+      "min_label": 0.0, "max_label": 100.0, "step": 1.0}}},
+    # BSAM: SQINV weights in both passes of a sharpness-aware step, ρ 0.05 (IMDB-WIKI README).
+    "bsam": {"reweight": {"method": "sqrt_inv"}, "optimizer": {"sam_rho": 0.05}},
   })
   if arg == "smoke":
     c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)

@@ -23,7 +23,7 @@ import ml_collections
 from dirjax import losses, weighting
 
 # Registered extra terms: name -> "module:builder" (imported only when a config names it).
-TERMS: dict[str, str] = {}
+TERMS: dict[str, str] = {"dist_loss": "dirjax.dist_loss:build"}
 
 
 class TermInputs(NamedTuple):

@@ -43,7 +43,7 @@ from flax import nnx
 
 from dirjax import checkpoint as checkpoint_lib
 from dirjax import data as data_lib
-from dirjax import interrupts, losses, models, objective, optim, reporting, sharding, writers
+from dirjax import interrupts, losses, models, objective, optim, reporting, sam, sharding, writers
 from dirjax.data import pipeline
 from dirjax.models import regressor
 
@@ -188,6 +188,9 @@ class Experiment:
     base_key = jax.random.key(self.config.seed)
     device_transform = self.bundle.device_transform or (lambda batch, augment_seed, epoch: batch)
     fds_augment_seed = self.fds_augment_seed
+    rho = sam.check_rho(self.config.optimizer.get("sam_rho", 0.0))
+    labels = optim.param_labels(self.config)
+    trainable = lambda grads: jax.tree.map(lambda label: label != "frozen", labels(grads))
 
     def train_step(state, batch, epoch, counters):
       batch = device_transform(batch, self.config.seed, epoch)
@@ -195,7 +198,7 @@ class Experiment:
       optimizer = nnx.merge(opt_graphdef, state["optimizer"])
       step = optimizer.step[...].astype(jnp.int32)
       rng = jax.random.fold_in(base_key, step)
-      (value, outputs), grads = nnx.value_and_grad(lambda m: loss(m, batch, epoch, rng), has_aux=True)(model)
+      (value, outputs), grads = sam.value_and_grad(lambda m: loss(m, batch, epoch, rng), model, rho, trainable)
       optimizer.update(model, grads)
       ok = jnp.isfinite(value) & (value <= LOSS_LIMIT)
       mse = losses.mse(jax.lax.stop_gradient(outputs.preds), batch["targets"], mask=objective.element_mask(batch))
