@@ -30,7 +30,7 @@ Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
 LossFn = Callable[..., Array]
 
-REGRESSION_LOSSES = ("mse", "l1", "focal_l1", "focal_mse", "huber", "logcosh", "smape")
+REGRESSION_LOSSES = ("none", "mse", "l1", "focal_l1", "focal_mse", "huber", "logcosh", "smape")
 BALANCED_MSE_LOSSES = ("bmc", "gai", "bni")
 FOCAL_ACTIVATIONS = ("sigmoid", "tanh")
 
@@ -172,6 +172,14 @@ def l1(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
        mask: ArrayLike | None = None) -> Array:
   """Weighted L1: mean of w·|e| (DIR `weighted_l1_loss`)."""
   return _weighted_mean(lambda p, y: jnp.abs(p - y), pred, target, weights, mask)
+
+
+def none(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
+         mask: ArrayLike | None = None) -> Array:
+  """No regression loss (0): the objective is the regularizers alone, e.g. Rank-N-Contrast's encoder
+  pre-training (`configs/agedb_rnc.py`)."""
+  del target, weights, mask
+  return jnp.zeros((), jnp.asarray(pred).dtype)
 
 
 def focal_l1(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
@@ -510,7 +518,7 @@ def bni_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
 # Registry.
 
 _LOSSES: dict[str, Callable[..., Array]] = {
-    "mse": mse, "l1": l1, "focal_l1": focal_l1, "focal_mse": focal_mse, "huber": huber,
+    "none": none, "mse": mse, "l1": l1, "focal_l1": focal_l1, "focal_mse": focal_mse, "huber": huber,
     "logcosh": logcosh, "smape": smape, "bmc": bmc_loss, "gai": gai_loss, "bni": bni_loss,
 }
 _CALL_ARGS = {"pred", "target", "weights", "mask", "noise_var"}

@@ -23,7 +23,10 @@ import ml_collections
 from dirjax import losses, weighting
 
 # Registered extra terms: name -> "module:builder" (imported only when a config names it).
-TERMS: dict[str, str] = {}
+TERMS: dict[str, str] = {
+  "conr": "dirjax.conr:build",
+  "rank_n_contrast": "dirjax.rank_n_contrast:build",
+}
 
 
 class TermInputs(NamedTuple):

@@ -134,7 +134,7 @@ class Experiment:
     losses.validate_targets(bundle.train_labels, "training labels")
     self.train_loader = pipeline.Loader(
       bundle.splits["train"], batch_size=config.batch_size, mesh=self.mesh, shuffle=True, seed=config.seed,
-      augment=bundle.train_augment, num_threads=config.input_threads)
+      augment=bundle.train_augment, num_threads=config.input_threads, two_views=config.data.get("two_views", False))
     self.eval_loaders = {
       split: pipeline.Loader(bundle.splits[split], batch_size=config.eval_batch_size, mesh=self.mesh,
                              num_threads=config.input_threads)
