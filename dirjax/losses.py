@@ -30,7 +30,7 @@ Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
 LossFn = Callable[..., Array]
 
-REGRESSION_LOSSES = ("none", "mse", "l1", "focal_l1", "focal_mse", "huber", "logcosh", "smape")
+REGRESSION_LOSSES = ("mse", "l1", "focal_l1", "focal_mse", "huber", "logcosh", "smape")
 BALANCED_MSE_LOSSES = ("bmc", "gai", "bni")
 FOCAL_ACTIVATIONS = ("sigmoid", "tanh")
 
@@ -518,8 +518,8 @@ def bni_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
 # Registry.
 
 _LOSSES: dict[str, Callable[..., Array]] = {
-    "none": none, "mse": mse, "l1": l1, "focal_l1": focal_l1, "focal_mse": focal_mse, "huber": huber,
-    "logcosh": logcosh, "smape": smape, "bmc": bmc_loss, "gai": gai_loss, "bni": bni_loss,
+    "mse": mse, "l1": l1, "focal_l1": focal_l1, "focal_mse": focal_mse, "huber": huber,
+    "logcosh": logcosh, "smape": smape, "bmc": bmc_loss, "gai": gai_loss, "bni": bni_loss, "none": none,
 }
 _CALL_ARGS = {"pred", "target", "weights", "mask", "noise_var"}
 
@@ -572,7 +572,7 @@ def init_noise_sigma(loss_config: Any) -> float | None:
   """σ₀ of the learnable noise scale for a Balanced-MSE `loss_config`, None for the others."""
   name = loss_config.name
   if name not in _LOSSES:
-    raise ValueError(f"unknown loss.name {name!r}; valid: {REGRESSION_LOSSES + BALANCED_MSE_LOSSES}")
+    raise ValueError(f"unknown loss.name {name!r}; valid: {tuple(_LOSSES)}")
   if name not in BALANCED_MSE_LOSSES:
     return None
   if not loss_config.init_noise_sigma > 0:
