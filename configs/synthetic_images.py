@@ -10,7 +10,9 @@ benchmarks) shows where each method helps. ResNet-18 (ImageNet stem, trained fro
 
 Variants (as the rows of the DIR / Balanced-MSE tables): vanilla, SQINV + LDS (Gaussian, ks 5,
 σ 2), FDS (ks 5, σ 2), and Balanced MSE BMC / GAI (8-component GMM) / BNI, each with a learnable
-σ₀ = 5 (σ lr 1e-2, constant, as the IMDB-WIKI runs).
+σ₀ = 5 (σ lr 1e-2, constant, as the IMDB-WIKI runs), and ConR (two augmented views, the AgeDB-DIR
+hyper-parameters of BorealisAI/ConR `agedb-dir/README.md`: ω 1, β 4, e 0.01, τ 0.07). Rank-N-Contrast
+trains in two stages, which a variant cannot express (no synthetic RnC config yet).
 
 Run (44 min on 2 CPU cores, about 7 min per variant; faster on a GPU); prints the many/medium/few
 table of the best-on-val and last models and saves comparison.md/json and predictions.png:
@@ -33,12 +35,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.input_threads = 2  # per-element flips: read batches in background threads
   c.data = ml_collections.ConfigDict({
     "name": "synthetic_images", "num_train": 3000, "num_val": 500, "num_test": 1000, "max_target": 100,
-    "tail": 20.0, "noise_std": 0.1, "augment": True, "many_shot_thr": 100, "low_shot_thr": 20})
+    "tail": 20.0, "noise_std": 0.1, "augment": True, "two_views": False, "many_shot_thr": 100,
+    "low_shot_thr": 20})
   c.model = ml_collections.ConfigDict({"name": "resnet18", "in_channels": 1, "stem": "imagenet", "width": 64})
   c.optimizer = ml_collections.ConfigDict({"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine"})
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
     "sigma_schedule": "constant", "prior": "", "gmm_components": 8})
+  c.regularizers = ml_collections.ConfigDict()
   c.eval.every_epochs = c.checkpoint.every_epochs = 1
   c.eval.select_metric = "all/mae"
   c.log_every_steps = 20
@@ -57,6 +61,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       "min_label": 0.0, "max_label": 100.0, "step": 1.0}}},
     # BSAM: SQINV weights in both passes of a sharpness-aware step, ρ 0.05 (IMDB-WIKI README).
     "bsam": {"reweight": {"method": "sqrt_inv"}, "optimizer": {"sam_rho": 0.05}},
+    "conr": {"data": {"two_views": True}, "regularizers": {"conr": {
+      "name": "conr", "weight": 4.0, "window": 1.0, "push_scale": 0.01, "temperature": 0.07}}},
   })
   if arg == "smoke":
     c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)

@@ -173,6 +173,14 @@ def l1(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
   return _weighted_mean(lambda p, y: jnp.abs(p - y), pred, target, weights, mask)
 
 
+def none(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
+         mask: ArrayLike | None = None) -> Array:
+  """No regression loss (0): the objective is the regularizers alone, e.g. Rank-N-Contrast's encoder
+  pre-training (`configs/agedb_rnc.py`)."""
+  del target, weights, mask
+  return jnp.zeros((), jnp.asarray(pred).dtype)
+
+
 def focal_l1(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
              mask: ArrayLike | None = None, activate: str = "sigmoid", beta: float = 0.2,
              gamma: float = 1.0) -> Array:
@@ -510,7 +518,7 @@ def bni_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
 
 _LOSSES: dict[str, Callable[..., Array]] = {
     "mse": mse, "l1": l1, "focal_l1": focal_l1, "focal_mse": focal_mse, "huber": huber,
-    "logcosh": logcosh, "smape": smape, "bmc": bmc_loss, "gai": gai_loss, "bni": bni_loss,
+    "logcosh": logcosh, "smape": smape, "bmc": bmc_loss, "gai": gai_loss, "bni": bni_loss, "none": none,
 }
 _CALL_ARGS = {"pred", "target", "weights", "mask", "noise_var"}
 
@@ -563,7 +571,7 @@ def init_noise_sigma(loss_config: Any) -> float | None:
   """σ₀ of the learnable noise scale for a Balanced-MSE `loss_config`, None for the others."""
   name = loss_config.name
   if name not in _LOSSES:
-    raise ValueError(f"unknown loss.name {name!r}; valid: {REGRESSION_LOSSES + BALANCED_MSE_LOSSES}")
+    raise ValueError(f"unknown loss.name {name!r}; valid: {tuple(_LOSSES)}")
   if name not in BALANCED_MSE_LOSSES:
     return None
   if not loss_config.init_noise_sigma > 0:

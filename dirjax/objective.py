@@ -23,7 +23,11 @@ import ml_collections
 from dirjax import losses, weighting
 
 # Registered extra terms: name -> "module:builder" (imported only when a config names it).
-TERMS: dict[str, str] = {"dist_loss": "dirjax.dist_loss:build"}
+TERMS: dict[str, str] = {
+  "conr": "dirjax.conr:build",
+  "dist_loss": "dirjax.dist_loss:build",
+  "rank_n_contrast": "dirjax.rank_n_contrast:build",
+}
 
 
 class TermInputs(NamedTuple):

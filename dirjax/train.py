@@ -138,7 +138,7 @@ class Experiment:
     self.train_loader = pipeline.Loader(
       bundle.splits["train"], batch_size=config.batch_size, mesh=self.mesh, shuffle=True, seed=config.seed,
       augment=bundle.train_augment, num_threads=config.input_threads, positions=on_device,
-      num_workers=workers)
+      num_workers=workers, two_views=config.data.get("two_views", False))
     self.eval_loaders = {
       split: pipeline.Loader(bundle.splits[split], batch_size=config.eval_batch_size, mesh=self.mesh,
                              num_threads=config.input_threads, num_workers=workers)

@@ -7,6 +7,9 @@ the start of that order, and the padded rows carry `valid = False` (every loss, 
 evaluation ignores them; they are real examples so BatchNorm batch statistics stay sane). The
 augmentation RNG of an element is derived from (seed, epoch, position in the epoch) by grain's
 `random_map`. So resuming at `(epoch, step)` rebuilds exactly the batches of an uninterrupted run.
+With `two_views` (`config.data.two_views`, for ConR and Rank-N-Contrast) the augmentation runs twice
+per element from that one RNG stream and the second result's inputs become `inputs_view2`: two
+independent views of the same example with the same (first view's) targets, as reproducible as one.
 
 Each process reads only its rows of every global batch (`sharding.process_rows`); batches are
 placed with `sharding.to_global` on `NamedSharding(mesh, P("data"))`.
@@ -58,6 +61,14 @@ class ArrayDataset(grain.MapDataset):
     return {k: v[indices] for k, v in self._arrays.items()}
 
 
+def _two_views(augment: Augment) -> Augment:
+  def both(element: dict, rng: np.random.Generator) -> dict:
+    first = augment(element, rng)
+    second = augment(element, rng)
+    return {**first, "inputs_view2": second["inputs"]}
+  return both
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
   return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
@@ -69,9 +80,14 @@ class Loader:
 
   def __init__(self, dataset: grain.MapDataset, *, batch_size: int, mesh: Mesh, shuffle: bool = False,
                seed: int = 0, augment: Augment | None = None, num_threads: int = 0, positions: bool = False,
-               num_workers: int = 0):
+               num_workers: int = 0, two_views: bool = False):
     if len(dataset) == 0:
       raise ValueError("cannot batch an empty split")
+    if two_views:
+      if augment is None:
+        raise ValueError("data.two_views=True needs a training augmentation, but this dataset has none (e.g. "
+                         "synthetic_images with data.augment=False): turn the augmentation on or two_views off")
+      augment = _two_views(augment)
     sharding.check_batch_size(batch_size, mesh)
     self.dataset, self.batch_size, self.mesh = dataset, batch_size, mesh
     self.shuffle, self.seed, self.augment, self.num_threads = shuffle, seed, augment, num_threads
