@@ -39,6 +39,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
     "sigma_schedule": "constant", "prior": "", "gmm_components": 8})
+  c.regularizers = ml_collections.ConfigDict()  # label -> term section (dirjax.objective); set by variants
   c.eval.every_epochs = c.checkpoint.every_epochs = 1
   c.eval.select_metric = "all/mae"
   c.log_every_steps = 20
@@ -50,6 +51,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "bmc": {"loss": {"name": "bmc"}},
     "gai": {"loss": {"name": "gai", "prior": "gmm"}},
     "bni": {"loss": {"name": "bni", "prior": "buckets"}},
+    # RankSim at the age benchmarks' README values (γ 100, λ 2); ordinal entropy at the reference weight 1.
+    "ranksim": {"regularizers": {"ranksim": {"name": "ranksim", "weight": 100.0, "interpolation": 2.0}}},
+    "ordinal_entropy": {"regularizers": {"ordinal_entropy": {"name": "ordinal_entropy", "weight": 1.0}}},
   })
   if arg == "smoke":
     c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)

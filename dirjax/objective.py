@@ -23,7 +23,10 @@ import ml_collections
 from dirjax import losses, weighting
 
 # Registered extra terms: name -> "module:builder" (imported only when a config names it).
-TERMS: dict[str, str] = {}
+TERMS: dict[str, str] = {
+  "ranksim": "dirjax.ranksim:build",
+  "ordinal_entropy": "dirjax.ordinal_entropy:build",
+}
 
 
 class TermInputs(NamedTuple):
