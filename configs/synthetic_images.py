@@ -42,7 +42,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
     "sigma_schedule": "constant", "prior": "", "gmm_components": 8})
-  c.regularizers = ml_collections.ConfigDict()
+  c.regularizers = ml_collections.ConfigDict()  # label -> term section (dirjax.objective); set by variants
   c.eval.every_epochs = c.checkpoint.every_epochs = 1
   c.eval.select_metric = "all/mae"
   c.log_every_steps = 20
@@ -63,6 +63,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "bsam": {"reweight": {"method": "sqrt_inv"}, "optimizer": {"sam_rho": 0.05}},
     "conr": {"data": {"two_views": True}, "regularizers": {"conr": {
       "name": "conr", "weight": 4.0, "window": 1.0, "push_scale": 0.01, "temperature": 0.07}}},
+    # RankSim at the age benchmarks' README values (γ 100, λ 2); ordinal entropy at the reference weight 1.
+    "ranksim": {"regularizers": {"ranksim": {"name": "ranksim", "weight": 100.0, "interpolation": 2.0}}},
+    "ordinal_entropy": {"regularizers": {"ordinal_entropy": {"name": "ordinal_entropy", "weight": 1.0}}},
   })
   if arg == "smoke":
     c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)

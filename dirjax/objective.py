@@ -26,7 +26,9 @@ from dirjax import losses, weighting
 TERMS: dict[str, str] = {
   "conr": "dirjax.conr:build",
   "dist_loss": "dirjax.dist_loss:build",
+  "ordinal_entropy": "dirjax.ordinal_entropy:build",
   "rank_n_contrast": "dirjax.rank_n_contrast:build",
+  "ranksim": "dirjax.ranksim:build",
 }
 
 

@@ -46,16 +46,25 @@ def format_shot_table(metrics: dict) -> str:
 
 
 def variant_configs(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
-  """(name, config) per entry of `config.variants` (name → nested overrides; unknown keys fail)."""
+  """(name, config) per entry of `config.variants` (name → nested overrides; unknown keys fail, except new
+  labels of the open `regularizers` section)."""
   out = []
   for name, overrides in config.variants.items():
     cfg = copy.deepcopy(config)
     cfg.variants = ml_collections.ConfigDict()
+    overrides = dict(overrides)
+    regularizers = overrides.pop("regularizers", {})
     try:
       cfg.update(overrides)
     except (KeyError, AttributeError, TypeError) as e:
       raise ValueError(f"variant {name!r} overrides a config field that does not exist or has another "
                        f"type: {e}") from e
+    if regularizers:  # an open section (label -> term, dirjax.objective): a variant may add labels
+      if "regularizers" not in cfg:
+        with cfg.unlocked():
+          cfg.regularizers = ml_collections.ConfigDict()
+      with cfg.regularizers.unlocked():
+        cfg.regularizers.update(regularizers)
     out.append((name, cfg))
   return out
 

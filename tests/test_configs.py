@@ -131,3 +131,10 @@ def test_synthetic_1d_benchmark_balanced_mse_wins(tmp_path):
   for name in ("gai", "bmc", "gai_learnable_sigma", "bmc_learnable_sigma"):
     assert test_mse[name] < 0.2 * baseline, (name, test_mse)
   assert test_mse["reweight"] < test_mse["mse"]
+
+
+@pytest.mark.parametrize("variant", ["ranksim", "ordinal_entropy"])
+def test_images_config_one_step_representation_regularisers(variant, tmp_path):
+  """The ResNet path of `synthetic_images` with a regulariser on the encoder's features."""
+  config, results = _run_smoke(os.path.join(CONFIG_DIR, "synthetic_images.py"), str(tmp_path), only=(variant,))
+  _check_run(str(tmp_path / variant), results[variant], dict(reporting.variant_configs(config))[variant])
