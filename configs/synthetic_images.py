@@ -38,7 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict({"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine"})
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
-    "sigma_schedule": "constant", "prior": "", "gmm_components": 8})
+    "sigma_schedule": "constant", "prior": "", "gmm_components": 8, "init_noise_sigma_rule": ""})
   c.eval.every_epochs = c.checkpoint.every_epochs = 1
   c.eval.select_metric = "all/mae"
   c.log_every_steps = 20
@@ -51,8 +51,33 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "gai": {"loss": {"name": "gai", "prior": "gmm"}},
     "bni": {"loss": {"name": "bni", "prior": "buckets"}},
   })
-  if arg == "smoke":
+  if arg not in ("", "smoke", "rrt", "rrt_smoke"):
+    raise ValueError(f"unknown config argument {arg!r}; use '', 'smoke', 'rrt' or 'rrt_smoke'")
+  if arg.startswith("rrt"):
+    c = rrt_stage2(c)
+  if arg.endswith("smoke"):
     c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)
     c = synthetic_1d.smoke(c)
     c.input_threads = 0
+  return c
+
+
+def rrt_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Balanced MSE as a second stage, as the reference trains it on IMDB-WIKI-DIR: on a finished
+  vanilla run of this config with the same seed (`--config.init_from`), only the linear head trains.
+  σ₀ is the stage-1 validation RMSE (`loss.init_noise_sigma_rule`), σ learnable with lr 1e-2. The head
+  starts from the stage-1 head and is fine-tuned (Adam 1e-3, cosine, 3 epochs); the reference
+  re-initialises it, which did not converge in this budget (docs/deviations.md row 78;
+  measurements in docs/reproduction.md, "Balanced MSE recipe (synthetic images)")."""
+  c.init_from = "SET --config.init_from=<workdir of a finished vanilla run of this config>"
+  c.train_only = "head"
+  c.rrt_reinit = False
+  c.num_epochs = 3
+  c.optimizer.lr = 1e-3
+  c.loss.init_noise_sigma_rule = "stage1_val_rmse"
+  c.variants = ml_collections.ConfigDict(sort_keys=False, initial_dictionary={
+    "bmc": {"loss": {"name": "bmc"}},
+    "gai": {"loss": {"name": "gai", "prior": "gmm"}},
+    "bni": {"loss": {"name": "bni", "prior": "buckets"}},
+  })
   return c
