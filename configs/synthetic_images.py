@@ -19,7 +19,14 @@ table of the best-on-val and last models and saves comparison.md/json and predic
 
   python -m dirjax.main --config=configs/synthetic_images.py --workdir=/tmp/dirjax_images
 
-`configs/synthetic_images.py:smoke` is the one-step version used by the tests.
+Balanced MSE as the reference trains it (stage 2 on a finished vanilla run, head only, σ₀ = the
+stage-1 val RMSE; `rrt_stage2` below) is `:rrt`; the end-to-end bmc/gai/bni rows above over-correct
+the many-shot targets (docs/user_guide.md section 6):
+
+  python -m dirjax.main --config=configs/synthetic_images.py:rrt --workdir=/tmp/dirjax_images_rrt \
+    --config.init_from=/tmp/dirjax_images/vanilla
+
+`configs/synthetic_images.py:smoke` and `:rrt_smoke` are the one-step versions used by the tests.
 """
 
 import ml_collections
@@ -41,7 +48,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict({"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine"})
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
-    "sigma_schedule": "constant", "prior": "", "gmm_components": 8})
+    "sigma_schedule": "constant", "prior": "", "gmm_components": 8, "init_noise_sigma_rule": ""})
   c.regularizers = ml_collections.ConfigDict()  # label -> term section (dirjax.objective); set by variants
   c.eval.every_epochs = c.checkpoint.every_epochs = 1
   c.eval.select_metric = "all/mae"
@@ -67,8 +74,35 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "ranksim": {"regularizers": {"ranksim": {"name": "ranksim", "weight": 100.0, "interpolation": 2.0}}},
     "ordinal_entropy": {"regularizers": {"ordinal_entropy": {"name": "ordinal_entropy", "weight": 1.0}}},
   })
-  if arg == "smoke":
+  if arg not in ("", "smoke", "rrt", "rrt_smoke"):
+    raise ValueError(f"unknown config argument {arg!r}; use '', 'smoke', 'rrt' or 'rrt_smoke'")
+  if arg.startswith("rrt"):
+    c = rrt_stage2(c)
+  if arg.endswith("smoke"):
     c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)
     c = synthetic_1d.smoke(c)
     c.input_threads = 0
+  return c
+
+
+def rrt_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Balanced MSE as a second stage, as the reference trains it on IMDB-WIKI-DIR: on a finished
+  vanilla run of this config with the same seed and model (`--config.init_from`), only the linear
+  head trains; the `vanilla` variant trains it as long with L1, the control to compare against.
+  σ₀ is the stage-1 validation RMSE (`loss.init_noise_sigma_rule`), σ learnable with lr 1e-2. The head
+  starts from the stage-1 head and is fine-tuned (Adam 1e-3, cosine, 3 epochs); the reference
+  re-initialises it, which did not converge in this budget (docs/deviations.md row 78;
+  measurements in docs/reproduction.md, "Balanced MSE recipe (synthetic images)")."""
+  c.init_from = "SET --config.init_from=<workdir of a finished vanilla run of this config>"
+  c.train_only = "head"
+  c.rrt_reinit = False
+  c.num_epochs = 3
+  c.optimizer.lr = 1e-3
+  c.loss.init_noise_sigma_rule = "stage1_val_rmse"
+  c.variants = ml_collections.ConfigDict(sort_keys=False, initial_dictionary={
+    "vanilla": {},  # the same head-only epochs with L1: the equal-budget control
+    "bmc": {"loss": {"name": "bmc"}},
+    "gai": {"loss": {"name": "gai", "prior": "gmm"}},
+    "bni": {"loss": {"name": "bni", "prior": "buckets"}},
+  })
   return c

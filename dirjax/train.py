@@ -168,7 +168,8 @@ class Experiment:
   def fresh_state(self) -> dict:
     """Initial state; with `init_from` (RRT stage 2) every network variable whose path does not
     match `train_only` (backbone, BatchNorm and FDS statistics) comes from the best checkpoint of
-    that run; the matching ones (e.g. the `head`) and σ keep their fresh initialisation."""
+    that run; the matching ones (e.g. the `head`) and σ keep their fresh initialisation, or, with
+    `config.rrt_reinit=False`, the head too comes from that run and is fine-tuned (docs/deviations.md row 78)."""
     state = self.init_state()
     if not self.config.init_from:
       return state
@@ -176,7 +177,8 @@ class Experiment:
     graphdefs, abstract = abstract_state(source, self.bundle, self.steps_per_epoch, self.replicated)
     source_state, _ = restore(os.path.join(self.config.init_from, "checkpoints"), abstract, "best")
     model = nnx.merge(self.graphdef, state["model"])
-    model.load_network(nnx.merge(graphdefs["model"], source_state["model"]), self.config.train_only)
+    fresh = self.config.train_only if self.config.get("rrt_reinit", True) else ""
+    model.load_network(nnx.merge(graphdefs["model"], source_state["model"]), fresh)
     return {"model": nnx.state(model), "optimizer": state["optimizer"]}
 
   def restore(self, directory: str, which: str | int) -> tuple[dict, dict]:
