@@ -88,15 +88,6 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   return c
 
 
-def stage1_variants() -> ml_collections.ConfigDict:
-  """The one-stage methods as `variants` (for `dirjax.sweep`): vanilla, SQINV + LDS, FDS (paper settings)."""
-  return ml_collections.ConfigDict(sort_keys=False, initial_dictionary={
-    "vanilla": {},
-    "sqinv_lds": {"reweight": {"method": "sqrt_inv", "lds": True}},
-    "fds": {"reweight": {"method": "sqrt_inv"}, "fds": {"enabled": True}},
-  })
-
-
 def for_arg(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
   """`c` for `arg == ""`; for `arg == "smoke"` its one-step version on tiny data with a tiny model (the
   tests' end-to-end check; they set data_dir)."""

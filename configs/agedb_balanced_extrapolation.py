@@ -3,11 +3,18 @@
 `data.protocol = "balanced_extrapolation"` reads `<data_dir>/protocols/agedb_extrapolation.csv` (copy the files from
 noah-puetz/deconstructing_deep_imbalanced_regression `data/` there); evaluation adds the
 under-represented test range (`ranges/...`, `dirjax.data.protocols`) and SERA. Recipe otherwise that of
-`configs/agedb_vanilla.py`; compare methods over seeds with the variants and `dirjax.sweep`:
+`configs/agedb_vanilla.py`; one run trains each variant into `<workdir>/<variant>/`:
+
+  python -m dirjax.main --config=configs/agedb_balanced_extrapolation.py --workdir=/tmp/agedb_balanced_extrapolation \\
+    --config.data.data_dir=/data/agedb
+
+or compare the variants over seeds with `dirjax.sweep`:
 
   python -m dirjax.sweep --config=configs/agedb_balanced_extrapolation.py --workdir=/tmp/agedb_balanced_extrapolation --seeds=5 \\
     --baseline=vanilla --config.data.data_dir=/data/agedb
 """
+
+import ml_collections
 
 from configs import age_common
 
@@ -16,5 +23,9 @@ def get_config(arg: str = ""):
   c = age_common.base_config("agedb")
   c.data.protocol = "balanced_extrapolation"
   c.report.metrics = ("all/mae", "many/mae", "medium/mae", "few/mae", "ranges/tails/mae")
-  c.variants = age_common.stage1_variants()
+  c.variants = ml_collections.ConfigDict(sort_keys=False, initial_dictionary={
+    "vanilla": {},
+    "sqinv_lds": {"reweight": {"method": "sqrt_inv", "lds": True}},
+    "fds": {"reweight": {"method": "sqrt_inv"}, "fds": {"enabled": True}},
+  })
   return age_common.for_arg(c, arg)

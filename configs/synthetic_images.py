@@ -45,7 +45,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "tail": 20.0, "noise_std": 0.1, "augment": True, "two_views": False, "many_shot_thr": 100,
     "low_shot_thr": 20})
   c.model = ml_collections.ConfigDict({"name": "resnet18", "in_channels": 1, "stem": "imagenet", "width": 64})
-  c.optimizer = ml_collections.ConfigDict({"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine"})
+  c.optimizer = ml_collections.ConfigDict({
+    "name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "sam_rho": 0.0})
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
     "sigma_schedule": "constant", "prior": "", "gmm_components": 8, "init_noise_sigma_rule": ""})

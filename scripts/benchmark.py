@@ -185,11 +185,11 @@ def measure_fds_epoch(dtype: str, size: dict, bn_groups: int | None) -> dict:
   record = {"dtype": dtype, "samples": size["epoch_samples"], "feature_dim": fds.feature_dim,
             "buckets": fds.bucket_count}
 
-  step = experiment.fds_step.lower(model_state, sums, batch).compile()
-  model_state, sums = jax.block_until_ready(step(model_state, sums, batch))
+  step = experiment.fds_step.lower(model_state, sums, batch, epoch).compile()
+  model_state, sums = jax.block_until_ready(step(model_state, sums, batch, epoch))
   start = time.perf_counter()
   for _ in range(size["steps"]):
-    model_state, sums = step(model_state, sums, batch)
+    model_state, sums = step(model_state, sums, batch, epoch)
     if experiment.sync_every_step:
       jax.block_until_ready(sums)
   model_state, sums = jax.block_until_ready((model_state, sums))
