@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from dirjax import losses, weighting
@@ -60,6 +61,17 @@ def element_mask(batch: dict[str, jax.Array]) -> jax.Array:
     return valid
   element = batch["mask"].astype(bool)
   return element & valid.reshape((-1,) + (1,) * (element.ndim - 1))
+
+
+def scalar_labels_and_features(term: str, inputs: TermInputs) -> tuple[jax.Array, jax.Array]:
+  """(labels [B], features [B, D]) in float32 for a term defined on one scalar label per sample; a clear
+  error for dense (per-pixel) or multi-dimensional targets."""
+  targets, features = inputs.targets, inputs.features
+  if targets.ndim != 2 or targets.shape[-1] != 1 or features.ndim != 2 or features.shape[0] != targets.shape[0]:
+    raise ValueError(f"{term} needs one scalar label and one feature vector per sample (targets [B, 1], features "
+                     f"[B, D]); got targets {targets.shape} and features {features.shape} (dense tasks such as "
+                     "depth are not supported)")
+  return targets[:, 0].astype(jnp.float32), features.astype(jnp.float32)
 
 
 def builder_of(name: str) -> Callable[..., Term]:

@@ -90,13 +90,8 @@ def build(section: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
     raise ValueError(f"ordinal_entropy: weight must be >= 0, got {weight}; the reference adds the term with weight 1")
 
   def ordinal_entropy(inputs: objective.TermInputs) -> jax.Array:
-    targets, features = inputs.targets, inputs.features
-    if targets.ndim != 2 or targets.shape[-1] != 1 or features.ndim != 2 or features.shape[0] != targets.shape[0]:
-      raise ValueError(f"ordinal_entropy needs one scalar label per sample and a feature vector per sample "
-                       f"(targets [B, 1], features [B, D]); got targets {targets.shape} and features "
-                       f"{features.shape} (the dense depth variant is not implemented)")
-    loss = ordinal_entropy_loss(features.astype(jnp.float32), targets[:, 0].astype(jnp.float32),
-                                inputs.mask.astype(bool), sqrt_tightness)
+    labels, features = objective.scalar_labels_and_features("ordinal_entropy", inputs)
+    loss = ordinal_entropy_loss(features, labels, inputs.mask.astype(bool), sqrt_tightness)
     return weight * loss
 
   return ordinal_entropy

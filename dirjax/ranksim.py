@@ -124,13 +124,8 @@ def build(section: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
     raise ValueError(f"ranksim: interpolation (λ) must be > 0, got {interpolation}; the RankSim READMEs use 2")
 
   def ranksim(inputs: objective.TermInputs) -> jax.Array:
-    targets, features = inputs.targets, inputs.features
-    if targets.ndim != 2 or targets.shape[-1] != 1 or features.ndim != 2 or features.shape[0] != targets.shape[0]:
-      raise ValueError(f"ranksim needs one scalar label per sample and a feature vector per sample (targets [B, 1], "
-                       f"features [B, D]); got targets {targets.shape} and features {features.shape} (dense "
-                       "tasks such as depth are not supported)")
-    labels = targets[:, 0].astype(jnp.float32)
+    labels, features = objective.scalar_labels_and_features("ranksim", inputs)
     keep = one_per_label(labels, inputs.mask.astype(bool), inputs.rng)
-    return weight * ranksim_loss(features.astype(jnp.float32), labels, keep, interpolation)
+    return weight * ranksim_loss(features, labels, keep, interpolation)
 
   return ranksim
