@@ -173,12 +173,25 @@ def seed_table(summary: dict) -> str:
   return "\n".join(rows)
 
 
+def _pyplot():
+  """matplotlib's pyplot on the file-only Agg backend (imported lazily: plotting is host-side and optional)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot
+  return pyplot
+
+
+def _save_png(fig, path: str) -> None:
+  """`fig` as a PNG at `path` (written atomically), then closed."""
+  with writers.atomic_file(path) as f:
+    fig.savefig(f, dpi=110, format="png")
+  _pyplot().close(fig)
+
+
 def plot_seed_summary(summary: dict, path: str) -> None:
   """Per-method mean with its t-interval per metric (shot group), best-on-val and last model side by
   side; methods are offset horizontally so that overlapping intervals stay readable."""
-  import matplotlib
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt
+  plt = _pyplot()
 
   metrics, names = summary["metrics"], list(summary["variants"])
   fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(metrics) * 2), 4.5), sharey=True)
@@ -197,17 +210,13 @@ def plot_seed_summary(summary: dict, path: str) -> None:
   axes[0].set_ylabel(f"mean over seeds (n={n}) ± {100 * summary['confidence']:g} % t-interval")
   axes[1].legend(fontsize=8, title="method")
   fig.tight_layout()
-  with writers.atomic_file(path) as f:
-    fig.savefig(f, dpi=110, format="png")
-  plt.close(fig)
+  _save_png(fig, path)
 
 
 def plot_predictions(workdir: str, names: list[str], split: str, path: str) -> None:
   """Predictions of each variant's best model against the targets (one panel per target
   dimension; the diagonal is the oracle), next to the training label histogram."""
-  import matplotlib
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt
+  plt = _pyplot()
 
   loaded = {n: np.load(os.path.join(workdir, n, f"predictions_{split}.npz")) for n in names}
   first = next(iter(loaded.values()))
@@ -232,9 +241,7 @@ def plot_predictions(workdir: str, names: list[str], split: str, path: str) -> N
   axes[0, dims].hist(train_labels.reshape(len(train_labels), -1), bins=40)
   axes[0, dims].set_title("training labels")
   fig.tight_layout()
-  with writers.atomic_file(path) as f:
-    fig.savefig(f, dpi=110, format="png")
-  plt.close(fig)
+  _save_png(fig, path)
 
 
 def plot_label_errors(path: str, split: str, targets: np.ndarray, preds: dict[str, np.ndarray],
@@ -246,9 +253,7 @@ def plot_label_errors(path: str, split: str, targets: np.ndarray, preds: dict[st
   train_labels = np.asarray(train_labels, np.float64).reshape(len(train_labels), -1)
   if targets.shape[1] != 1 or train_labels.shape[1] != 1 or len(targets) == 0:
     return False
-  import matplotlib
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt
+  plt = _pyplot()
 
   y, train = targets[:, 0], train_labels[:, 0]
   edges = np.histogram_bin_edges(np.concatenate([y, train]), bins=num_bins)
@@ -273,7 +278,5 @@ def plot_label_errors(path: str, split: str, targets: np.ndarray, preds: dict[st
   handles = ax.get_legend_handles_labels()[0] + density.get_legend_handles_labels()[0]
   ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper center")
   fig.tight_layout()
-  with writers.atomic_file(path) as f:
-    fig.savefig(f, dpi=110, format="png")
-  plt.close(fig)
+  _save_png(fig, path)
   return True
