@@ -8,6 +8,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dirjax import conr, sharding
+from tests.numerics import central_differences
 
 
 def conr_oracle(f, y, p, w, valid, window, push_scale, temperature, variant):
@@ -86,13 +87,7 @@ def test_gradient_matches_finite_differences(variant):
                                   variant=variant, **hyper)
   # conr_loss computes in float32: its gradient against central differences of the float64 oracle.
   grad = np.asarray(jax.grad(loss)(jnp.asarray(f, jnp.float32)), np.float64)
-  eps, numeric = 1e-5, np.zeros_like(f)
-  for idx in np.ndindex(f.shape):
-    up, down = f.copy(), f.copy()
-    up[idx] += eps
-    down[idx] -= eps
-    numeric[idx] = (conr_oracle(up, y, p, w, valid, variant=variant, **hyper)
-                    - conr_oracle(down, y, p, w, valid, variant=variant, **hyper)) / (2 * eps)
+  numeric = central_differences(lambda x: conr_oracle(x, y, p, w, valid, variant=variant, **hyper), f, 1e-5)
   assert np.abs(numeric).max() > 1e-3
   np.testing.assert_allclose(grad, numeric, atol=2e-4, rtol=2e-3)
 

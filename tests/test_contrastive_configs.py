@@ -2,14 +2,12 @@
 step of each (stage 2 of RnC on a one-step stage-1 run) on the generated fixtures."""
 
 import importlib
-import os
-import shutil
 
 import pytest
 
 import fixtures_nyud2
 from dirjax import train
-from tests import fixtures_age
+from tests.test_age_configs import age_root  # noqa: F401 (fixture)
 
 AGE_CONR = ("agedb_conr", "imdb_conr", "agedb_sqinv_conr")
 RNC = ("agedb_rnc", "imdb_rnc")
@@ -51,14 +49,6 @@ def test_rnc_recipe(name):
   assert probe.loss.name == "l1" and not probe.get("regularizers") and probe.train_only == "head" and probe.init_from
   assert (probe.optimizer.name, probe.optimizer.lr, probe.optimizer.weight_decay) == ("sgd", 0.05, 0.0)
   assert probe.batch_size == 64 and probe.num_epochs == 100 and probe.optimizer.schedule == "cosine"
-
-
-@pytest.fixture(scope="module")
-def age_root(tmp_path_factory):
-  root = fixtures_age.make_agedb(str(tmp_path_factory.mktemp("age") / "data"),
-                                 train_counts={3: 2, 20: 4, 35: 6, 60: 3, 99: 1})
-  shutil.copy(os.path.join(root, "agedb.csv"), os.path.join(root, "imdb_wiki.csv"))
-  return root
 
 
 def _smoke(name, data_dir, workdir, **overrides):

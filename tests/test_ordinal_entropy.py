@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dirjax import objective, ordinal_entropy, sharding
+from tests.numerics import central_differences
 
 
 def np_ordinal_entropy(features, labels, valid, sqrt_tightness=True):
@@ -68,11 +69,7 @@ def test_gradient_matches_finite_differences():
     x = jnp.asarray(features, jnp.float64)
     loss = lambda f: ordinal_entropy.ordinal_entropy_loss(f, jnp.asarray(labels, jnp.float64), jnp.asarray(valid))
     grad = np.asarray(jax.grad(loss)(x))
-    eps, numeric = 1e-6, np.zeros_like(grad)
-    for index in np.ndindex(*x.shape):
-      step = np.zeros(x.shape)
-      step[index] = eps
-      numeric[index] = (float(loss(x + step)) - float(loss(x - step))) / (2 * eps)
+    numeric = central_differences(loss, x, 1e-6)
   np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
   assert not grad[-2:].any() and np.abs(grad).max() > 1e-3  # padding rows get no gradient
 

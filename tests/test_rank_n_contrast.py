@@ -8,6 +8,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dirjax import rank_n_contrast, sharding
+from tests.numerics import central_differences
 
 
 def rnc_oracle(v, y, valid, temperature):
@@ -67,12 +68,7 @@ def test_gradient_matches_finite_differences_and_is_finite_at_zero_distance():
   w = v.copy()
   w[4] = w[0] + 0.3  # finite differences away from the kink at distance 0
   grad = np.asarray(jax.grad(loss)(jnp.asarray(w, jnp.float32)), np.float64)
-  eps, numeric = 1e-5, np.zeros_like(w)
-  for idx in np.ndindex(w.shape):
-    up, down = w.copy(), w.copy()
-    up[idx] += eps
-    down[idx] -= eps
-    numeric[idx] = (rnc_oracle(up, y, valid, 0.5) - rnc_oracle(down, y, valid, 0.5)) / (2 * eps)
+  numeric = central_differences(lambda x: rnc_oracle(x, y, valid, 0.5), w, 1e-5)
   assert np.abs(numeric).max() > 1e-2
   np.testing.assert_allclose(grad, numeric, atol=2e-4, rtol=2e-3)
 
