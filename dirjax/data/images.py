@@ -40,22 +40,23 @@ def load_rgb(path: str, size: int) -> np.ndarray:
   if simplejpeg is not None and path.lower().endswith((".jpg", ".jpeg")):
     try:
       with open(path, "rb") as f:
-        pixels = simplejpeg.decode_jpeg(f.read(), colorspace="RGB")
-      if pixels.shape[:2] == (size, size):
-        return pixels
-      return np.asarray(Image.fromarray(pixels).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+        return _resized(Image.fromarray(simplejpeg.decode_jpeg(f.read(), colorspace="RGB")), size)
     except (OSError, ValueError):
       pass  # unreadable or unsupported by simplejpeg: Pillow decodes it or names the problem below
   try:
     with Image.open(path) as image:
-      image = image.convert("RGB")
-      if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
-      return np.asarray(image, dtype=np.uint8)
+      return _resized(image.convert("RGB"), size)
   except FileNotFoundError as e:
     raise ValueError(f"image file {path} does not exist") from e
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise ValueError(f"corrupt or unreadable image {path}: {e}") from e
+
+
+def _resized(image: Image.Image, size: int) -> np.ndarray:
+  """`image` resized to `size`×`size` (PIL bilinear, unless it already is) → uint8 [H, W, 3]."""
+  if image.size != (size, size):
+    image = image.resize((size, size), Image.BILINEAR)
+  return np.asarray(image, dtype=np.uint8)
 
 
 def normalize(image: np.ndarray) -> np.ndarray:
