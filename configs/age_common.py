@@ -39,6 +39,7 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.eval_batch_size = 256
   c.input_threads = 8  # JPEG decode threads per process (scripts/bench_input.py)
   c.input_workers = 0  # grain worker processes reading whole batches (docs/benchmarks.md, "Prepared splits")
+  c.prefetch_to_device = 2  # batches read and placed on the devices during the step before (0: off)
   c.mesh = ml_collections.ConfigDict({"shape": (-1,), "axes": ("data",)})
 
   c.data = ml_collections.ConfigDict({

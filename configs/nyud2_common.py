@@ -31,6 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 32
   c.eval_batch_size = 32
   c.input_threads = 8  # JPEG/PNG decoding + scipy rotation per example
+  c.prefetch_to_device = 2  # batches read and placed on the devices during the step before (0: off)
   c.mesh = ml_collections.ConfigDict({"shape": (-1,), "axes": ("data",)})
   c.data = ml_collections.ConfigDict({
     "name": "nyud2_dir", "data_dir": "./data/nyud2",

@@ -42,6 +42,7 @@ def base_config(arg: str = "") -> ml_collections.ConfigDict:
   c.batch_size = 128  # 5,249 = 41·128 + 1: the last batch is padded and masked
   c.eval_batch_size = 500
   c.input_threads = 0
+  c.prefetch_to_device = 0  # cached embeddings: a batch is one gather, nothing to overlap
   c.mesh = ml_collections.ConfigDict({"shape": (-1,), "axes": ("data",)})
   c.data = ml_collections.ConfigDict({
     "name": "stsb_dir", "data_dir": "./data/sts-b-dir", "cache_dir": "", "encoder": "minilm",

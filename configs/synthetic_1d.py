@@ -29,6 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 256  # global batch; 1024 samples = 4 steps per epoch
   c.eval_batch_size = 1024
   c.input_threads = 0  # in-memory arrays: read each batch when the step asks for it (no reader thread)
+  c.prefetch_to_device = 0  # batches placed on the devices ahead of the step (0: off; tiny batches here)
   c.mesh = ml_collections.ConfigDict({"shape": (-1,), "axes": ("data",)})
 
   c.data = ml_collections.ConfigDict({

@@ -54,8 +54,8 @@ class RunMismatchError(ValueError):
 
 # Config fields that cannot change a run's result: they may differ on resume without an override
 # (the difference is still recorded). Prefixes of dotted paths.
-RESULT_NEUTRAL_FIELDS = ("eval_batch_size", "input_threads", "input_workers", "log_every_steps", "checkpoint.", "report.",
-                         "variants")
+RESULT_NEUTRAL_FIELDS = ("eval_batch_size", "input_threads", "input_workers", "prefetch_to_device", "log_every_steps",
+                         "checkpoint.", "report.", "variants")
 # Identity entries that no override can change: the step numbering, the data position and the
 # optimizer's schedule count steps of this size. (Another device or process count only needs the
 # override: the global batches stay the same, reductions may differ by float rounding.)

@@ -28,6 +28,7 @@ with the checkpoints, the synthetic benchmark reports the test metrics of the be
 the last model, everything is seeded.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -135,13 +136,14 @@ class Experiment:
     losses.validate_targets(bundle.train_labels, "training labels")
     on_device = bundle.device_transform is not None  # batches carry their positions for device augmentation
     workers = int(config.get("input_workers", 0))  # grain worker processes per loader (0: read in this process)
+    ahead = int(config.get("prefetch_to_device", 0))  # batches placed on the devices ahead of the step (0: off)
     self.train_loader = pipeline.Loader(
       bundle.splits["train"], batch_size=config.batch_size, mesh=self.mesh, shuffle=True, seed=config.seed,
       augment=bundle.train_augment, num_threads=config.input_threads, positions=on_device,
-      num_workers=workers, two_views=config.data.get("two_views", False))
+      num_workers=workers, two_views=config.data.get("two_views", False), prefetch=ahead)
     self.eval_loaders = {
       split: pipeline.Loader(bundle.splits[split], batch_size=config.eval_batch_size, mesh=self.mesh,
-                             num_threads=config.input_threads, num_workers=workers)
+                             num_threads=config.input_threads, num_workers=workers, prefetch=ahead)
       for split in config.eval.splits}
     self.fds_augment_seed = None
     if config.fds.enabled:
@@ -149,7 +151,7 @@ class Experiment:
       self.fds_loader = pipeline.Loader(
         bundle.splits[bundle.fds_split], batch_size=config.batch_size, mesh=self.mesh, shuffle=on_train,
         seed=config.seed + 1, augment=bundle.train_augment if on_train else None, num_threads=config.input_threads,
-        positions=on_device and on_train, num_workers=workers)
+        positions=on_device and on_train, num_workers=workers, prefetch=ahead)
       self.fds_augment_seed = config.seed + 1 if on_train else None
     self.steps_per_epoch = self.train_loader.steps_per_epoch
     self.objective = objective.build(config, bundle)
@@ -244,10 +246,11 @@ class Experiment:
     """End-of-epoch FDS statistics over `bundle.fds_split` and `FDS.update` (reference order)."""
     model_state = state["model"]
     sums = jax.device_put(nnx.merge(self.graphdef, model_state).fds.zero_sums(), self.replicated)
-    for batch in self.fds_loader(epoch):
-      model_state, sums = self.fds_step(model_state, sums, batch, np.int32(epoch))
-      if self.sync_every_step:
-        jax.block_until_ready(sums)
+    with contextlib.closing(self.fds_loader(epoch)) as batches:
+      for batch in batches:
+        model_state, sums = self.fds_step(model_state, sums, batch, np.int32(epoch))
+        if self.sync_every_step:
+          jax.block_until_ready(sums)
     return {"model": self.fds_update(model_state, sums, np.int32(epoch)), "optimizer": state["optimizer"]}
 
 
@@ -348,19 +351,21 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str, stop_after_steps
     for epoch in range(start_epoch, config.num_epochs):
       epoch_arr = np.int32(epoch)
       first = start_batch if epoch == start_epoch else 0
-      for batch_index, batch in enumerate(experiment.train_loader(epoch, first), first + 1):
-        state, counters = experiment.train_step(state, batch, epoch_arr, counters)
-        if experiment.sync_every_step:
-          jax.block_until_ready(counters)
-        step, done = step + 1, done + 1
-        if progress.due(step):
-          counters = _log_train(experiment, writer, progress, state, counters, step, epoch)
-        # Mid-epoch checkpoint (the last batch's waits for the FDS pass and evaluation below).
-        if batch_index < steps_per_epoch and (interrupts.requested() or _due(step, every_steps)):
-          _save(ckpt, state, counters, step, (epoch, batch_index), best, steps_per_epoch)
-          _stop_if_requested(step, ckpt.directory)
-        if stop_after_steps is not None and done >= stop_after_steps:
-          return {"stopped_at_step": step}
+      # closing: a stop, an exception or a return mid-epoch shuts the reader (and the prefetch thread) down now
+      with contextlib.closing(experiment.train_loader(epoch, first)) as batches:
+        for batch_index, batch in enumerate(batches, first + 1):
+          state, counters = experiment.train_step(state, batch, epoch_arr, counters)
+          if experiment.sync_every_step:
+            jax.block_until_ready(counters)
+          step, done = step + 1, done + 1
+          if progress.due(step):
+            counters = _log_train(experiment, writer, progress, state, counters, step, epoch)
+          # Mid-epoch checkpoint (the last batch's waits for the FDS pass and evaluation below).
+          if batch_index < steps_per_epoch and (interrupts.requested() or _due(step, every_steps)):
+            _save(ckpt, state, counters, step, (epoch, batch_index), best, steps_per_epoch)
+            _stop_if_requested(step, ckpt.directory)
+          if stop_after_steps is not None and done >= stop_after_steps:
+            return {"stopped_at_step": step}
       if config.fds.enabled and epoch >= config.fds.start_update:
         state = experiment.fds_pass(state, epoch)
       last_epoch = epoch == config.num_epochs - 1

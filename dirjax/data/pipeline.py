@@ -12,12 +12,15 @@ per element from that one RNG stream and the second result's inputs become `inpu
 independent views of the same example with the same (first view's) targets, as reproducible as one.
 
 Each process reads only its rows of every global batch (`sharding.process_rows`); batches are
-placed with `sharding.to_global` on `NamedSharding(mesh, P("data"))`.
+placed with `sharding.to_global` on `NamedSharding(mesh, P("data"))`, with `prefetch` > 0
+(`config.prefetch_to_device`) by a background thread that keeps that many batches ahead of the step
+(`dirjax.data.prefetch`).
 
 Deviation: the reference keeps the last partial batch smaller (`drop_last=False`); we keep shapes
 static, so BatchNorm sees up to `batch_size - 1` repeated real rows in that one batch.
 """
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +30,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from dirjax import sharding
+from dirjax.data import prefetch as prefetch_lib
 
 Augment = Callable[[dict, np.random.Generator], dict]
 
@@ -80,7 +84,7 @@ class Loader:
 
   def __init__(self, dataset: grain.MapDataset, *, batch_size: int, mesh: Mesh, shuffle: bool = False,
                seed: int = 0, augment: Augment | None = None, num_threads: int = 0, positions: bool = False,
-               num_workers: int = 0, two_views: bool = False):
+               num_workers: int = 0, two_views: bool = False, prefetch: int = 0):
     if len(dataset) == 0:
       raise ValueError("cannot batch an empty split")
     if two_views:
@@ -92,6 +96,7 @@ class Loader:
     self.dataset, self.batch_size, self.mesh = dataset, batch_size, mesh
     self.shuffle, self.seed, self.augment, self.num_threads = shuffle, seed, augment, num_threads
     self.positions, self.num_workers = positions, num_workers
+    self.prefetch = prefetch_lib.check_size(prefetch)
     if num_workers < 0:
       raise ValueError(f"input_workers must be >= 0, got {num_workers}")
     self.steps_per_epoch = -(-len(dataset) // batch_size)
@@ -126,7 +131,11 @@ class Loader:
   def __call__(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
     """Batches `start_step, ...` of epoch `epoch`. Leaving the loop early (a stop, an exception) closes the
     reader: its threads (and worker processes) are shut down and pending reads cancelled, so none outlives the
-    loop. With `num_workers` > 0 grain worker processes read the batches (`grain.MultiprocessingOptions`)."""
+    loop. With `num_workers` > 0 grain worker processes read the batches (`grain.MultiprocessingOptions`);
+    with `prefetch` > 0 a thread reads and places the next `prefetch` batches during the current step."""
+    return prefetch_lib.prefetch(self._global_batches(epoch, start_step), self.prefetch)
+
+  def _global_batches(self, epoch: int, start_step: int) -> Iterator[dict[str, jax.Array]]:
     batches = self._local_batches(epoch)[start_step:].to_iter_dataset(read_options(self.num_threads))
     if self.num_workers:  # whole batches are read and assembled in the workers; order is kept
       batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.num_workers, per_worker_buffer_size=2))
@@ -152,6 +161,7 @@ def predict(predict_fn: Callable[[dict[str, jax.Array]], Any], loader: Loader) -
   each example exactly once (padded rows dropped)."""
   if loader.shuffle:
     raise ValueError("predict needs an unshuffled loader")
-  outputs = sharding.to_host([predict_fn(batch) for batch in loader(0)])
+  with contextlib.closing(loader(0)) as batches:
+    outputs = sharding.to_host([predict_fn(batch) for batch in batches])
   _, valid = loader.indices(0)
   return np.concatenate(outputs)[valid.ravel()]

@@ -27,6 +27,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.batch_size = 64
   c.eval_batch_size = 256
   c.input_threads = 0  # in-memory table: no reader threads
+  c.prefetch_to_device = 0
   c.mesh = ml_collections.ConfigDict({"shape": (-1,), "axes": ("data",)})
 
   # Your data: a table and the column to predict. Val and test are carved balanced: up to `per_bin`
