@@ -11,6 +11,13 @@ on them (`data.prepared_dir`: uint8 batches, `DataBundle.device_transform` jitte
 one, interleaved, plus the per-image costs of both paths and the load average:
 
   python -m scripts.bench_input --synthetic=2000 --workers=0 --cache --batches=20 --rounds=3
+
+`--feed=K` times the trainer's train step fed by its own train loader (`train.Experiment`: AgeDB config,
+a ResNet-18 of width 8 so that the step and the loader take comparable time on a CPU) with host → device
+prefetch off (`prefetch_to_device = 0`) and on (`K`), interleaved, each with asynchronous dispatch and with a
+block after every step (what the trainer does on a multi-device CPU mesh):
+
+  python -m scripts.bench_input --synthetic=600 --workers=0 --feed=2 --batches=8 --rounds=3
 """
 
 import argparse
@@ -147,6 +154,56 @@ def bench_cache(dataset: str, config, batch_size: int, batches: int, rounds: int
     print(f"load average (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
+def feed_rate(experiment, batches: int, prefetch: int, block: bool) -> float:
+  """Images per second of `batches` train steps fed by `experiment.train_loader` with `prefetch` batches read
+  ahead (`block`: wait for each step before reading on, as `train.py` on a multi-device CPU mesh), after one
+  warm-up step. The loader's thread (if any) starts at the epoch's first batch, as in `train.py`."""
+  import contextlib
+  import jax
+  from dirjax import train
+  experiment.train_loader.prefetch = prefetch
+  state = experiment.fresh_state()
+  counters = jax.device_put(train._zero_counters(), experiment.replicated)
+  epoch = np.int32(0)
+  with contextlib.closing(experiment.train_loader(0)) as loader:
+    state, counters = experiment.train_step(state, next(loader), epoch, counters)
+    jax.block_until_ready(counters)
+    t0 = time.perf_counter()
+    for batch in itertools.islice(loader, batches):
+      state, counters = experiment.train_step(state, batch, epoch, counters)
+      if block:
+        jax.block_until_ready(counters)
+    jax.block_until_ready(counters)
+  return batches * experiment.config.batch_size / (time.perf_counter() - t0)
+
+
+def bench_feed(data_config, batch_size: int, batches: int, rounds: int, prefetch: int) -> None:
+  """Train steps fed by the trainer's loader, prefetch off vs `prefetch`, async vs blocking, interleaved rounds."""
+  from configs import agedb_vanilla
+  from dirjax import train
+  config = agedb_vanilla.get_config()
+  config.data = data_config
+  config.batch_size = batch_size
+  config.input_threads = 0
+  config.model.update({"width": 8, "stage_sizes": (1, 1, 1, 1), "bn_groups": None})
+  config.mesh.shape = (1,)  # one device: a CPU run dispatches asynchronously (no per-step sync of its own)
+  experiment = train.Experiment(config)
+  if len(experiment.train_loader.dataset) < (batches + 1 + prefetch) * batch_size:
+    raise ValueError(f"--feed needs at least {(batches + 1 + prefetch) * batch_size} train images "
+                     f"(--batches + 1 + --feed batches of {batch_size}); raise --synthetic or lower --batches")
+  runs = [(k, block) for block in (False, True) for k in (0, prefetch)]
+  results = {run: [] for run in runs}
+  for r in range(rounds):
+    for run in runs[r % len(runs):] + runs[:r % len(runs)]:
+      results[run].append(feed_rate(experiment, batches, *run))
+  for (k, block), rates in results.items():
+    rates = np.array(rates)
+    print(f"train step fed by the loader, prefetch_to_device={k}, {'block each step' if block else 'async dispatch'}: "
+          f"{np.median(rates):.1f} images/s (range {rates.min():.1f}-{rates.max():.1f}), "
+          f"{1e3 * batch_size / np.median(rates):.0f} ms per step")
+  print(f"load average (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
 def bench_processes(bundle, batch_size: int, batches: int, workers: int) -> float:
   import grain
   ds = (bundle.splits["train"].seed(0).shuffle().repeat().random_map(bundle.train_augment)
@@ -173,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the --cache comparison")
   parser.add_argument("--cache_workers", type=int, default=0,
                       help="--cache: also time the cached loader with this many grain worker processes")
+  parser.add_argument("--feed", type=int, default=0,
+                      help="also time train steps fed by the loader with this many batches prefetched vs none")
   args = parser.parse_args(argv)
   from absl import flags
   if not flags.FLAGS.is_parsed():
@@ -201,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{bench_processes(bundle, args.batch_size, args.batches, w):.0f} images/s")
   if args.cache:
     bench_cache(args.dataset, config, args.batch_size, args.batches, args.rounds, bundle, args.cache_workers)
+  if args.feed:
+    bench_feed(config, args.batch_size, args.batches, args.rounds, args.feed)
   if tmp is not None:
     tmp.cleanup()
   return 0
