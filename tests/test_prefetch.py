@@ -27,6 +27,10 @@ class _Counted:
     self.n, self.fail_at, self.taken, self.closed, self.threads = n, fail_at, 0, False, set()
 
   def __iter__(self):
+    self.iterator = self._items()  # held here, so only an explicit close (not garbage collection) closes it
+    return self.iterator
+
+  def _items(self):
     try:
       for i in range(self.n):
         if i == self.fail_at:
