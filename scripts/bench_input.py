@@ -17,7 +17,7 @@ a ResNet-18 of width 8 so that the step and the loader take comparable time on a
 prefetch off (`prefetch_to_device = 0`) and on (`K`), interleaved, each with asynchronous dispatch and with a
 block after every step (what the trainer does on a multi-device CPU mesh):
 
-  python -m scripts.bench_input --synthetic=600 --workers=0 --feed=2 --batches=8 --rounds=3
+  python -m scripts.bench_input --synthetic=400 --workers=0 --feed=2 --batches=4 --rounds=2 --batch_size=32
 """
 
 import argparse
