@@ -92,6 +92,15 @@ def test_producer_error_reaches_the_consumer_after_the_earlier_items():
   assert source.closed and not _prefetch_threads()
 
 
+def test_an_error_starting_the_source_reaches_the_consumer():
+  class Unreadable:
+    def __iter__(self):
+      raise FileNotFoundError("shard 0 is missing")
+  with pytest.raises(FileNotFoundError, match="shard 0"):
+    next(prefetch.prefetch(Unreadable(), 2))
+  assert not _prefetch_threads()
+
+
 @pytest.mark.parametrize("how", ["break", "exception", "keyboard_interrupt", "close"])
 def test_leaving_early_stops_the_thread_and_closes_the_source(how):
   source = _Counted(1000)

@@ -45,8 +45,9 @@ def _read_ahead(source: Iterable[T], size: int) -> Iterator[T]:
   slots, ready, stop = threading.Semaphore(size), queue.Queue(), threading.Event()
 
   def produce():
-    iterator = iter(source)
+    iterator = None
     try:
+      iterator = iter(source)
       while True:
         slots.acquire()
         if stop.is_set():
