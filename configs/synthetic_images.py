@@ -19,7 +19,7 @@ table of the best-on-val and last models and saves comparison.md/json and predic
 
   python -m dirjax.main --config=configs/synthetic_images.py --workdir=/tmp/dirjax_images
 
-Balanced MSE as the reference trains it (stage 2 on a finished vanilla run, head only, σ₀ = the
+Balanced MSE as the reference trains it (stage 2 on a finished vanilla run, head only, σ₀ = half the
 stage-1 val RMSE; `rrt_stage2` below) is `:rrt`; the end-to-end bmc/gai/bni rows above over-correct
 the many-shot targets (docs/user_guide.md section 6):
 
@@ -49,7 +49,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "sam_rho": 0.0})
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
-    "sigma_schedule": "constant", "prior": "", "gmm_components": 8, "init_noise_sigma_rule": ""})
+    "sigma_schedule": "constant", "prior": "", "gmm_components": 8, "init_noise_sigma_rule": "",
+    "init_noise_sigma_rule_scale": 1.0})
   c.regularizers = ml_collections.ConfigDict()  # label -> term section (dirjax.objective); set by variants
   c.eval.every_epochs = c.checkpoint.every_epochs = 1
   c.eval.select_metric = "all/mae"
@@ -90,16 +91,20 @@ def rrt_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Balanced MSE as a second stage, as the reference trains it on IMDB-WIKI-DIR: on a finished
   vanilla run of this config with the same seed and model (`--config.init_from`), only the linear
   head trains; the `vanilla` variant trains it as long with L1, the control to compare against.
-  σ₀ is the stage-1 validation RMSE (`loss.init_noise_sigma_rule`), σ learnable with lr 1e-2. The head
-  starts from the stage-1 head and is fine-tuned (Adam 1e-3, cosine, 3 epochs); the reference
-  re-initialises it, which did not converge in this budget (docs/deviations.md row 78;
-  measurements in docs/reproduction.md, "Balanced MSE recipe (synthetic images)")."""
+  σ₀ is half the stage-1 validation RMSE (`loss.init_noise_sigma_rule` × `init_noise_sigma_rule_scale`),
+  σ learnable with lr 1e-2: at 1× the RMSE BMC pushed the many-shot predictions below the lower edge of
+  the labels (many-shot MAE 1.90× vanilla's, 3 seeds), at 0.5× it kept the many-shot MAE within 6 % of
+  vanilla's with a lower few-shot MAE on every seed (docs/deviations.md row 79). The head starts from
+  the stage-1 head and is fine-tuned (Adam 1e-3, cosine, 3 epochs); the reference re-initialises it,
+  which did not converge in this budget (docs/deviations.md row 78; measurements in
+  docs/reproduction.md, "Balanced MSE recipe (synthetic images)")."""
   c.init_from = "SET --config.init_from=<workdir of a finished vanilla run of this config>"
   c.train_only = "head"
   c.rrt_reinit = False
   c.num_epochs = 3
   c.optimizer.lr = 1e-3
   c.loss.init_noise_sigma_rule = "stage1_val_rmse"
+  c.loss.init_noise_sigma_rule_scale = 0.5
   c.variants = ml_collections.ConfigDict(sort_keys=False, initial_dictionary={
     "vanilla": {},  # the same head-only epochs with L1: the equal-budget control
     "bmc": {"loss": {"name": "bmc"}},

@@ -144,7 +144,7 @@ def test_images_config_one_step_representation_regularisers(variant, tmp_path):
 def test_images_rrt_stage2_restores_the_backbone_and_trains_only_the_head(tmp_path):
   """`synthetic_images.py:rrt_smoke` on a finished vanilla run: every parameter outside the head equals
   the stage-1 best checkpoint after the step, the head moved, and σ started at the stage-1 val RMSE
-  recomputed from its saved predictions. (BatchNorm running statistics are not parameters: they keep
+  recomputed from its saved predictions, times the config's scale 0.5. (BatchNorm running statistics are not parameters: they keep
   updating in training mode, as in the reference: docs/deviations.md R8.)"""
   module = _load(os.path.join(CONFIG_DIR, "synthetic_images.py"))
   stage1 = module.get_config("smoke")
@@ -156,6 +156,7 @@ def test_images_rrt_stage2_restores_the_backbone_and_trains_only_the_head(tmp_pa
   rmse = np.sqrt(np.mean((saved["preds"].astype(np.float64) - saved["targets"]) ** 2))
   stage2 = module.get_config("rrt_smoke")
   assert stage2.train_only == "head" and stage2.loss.init_noise_sigma_rule == "stage1_val_rmse"
+  assert stage2.loss.init_noise_sigma_rule_scale == 0.5
   stage2.init_from = str(stage1_dir)
   stage2.lock()
   results = train.train_and_evaluate(stage2, str(tmp_path / "stage2"))
@@ -168,10 +169,10 @@ def test_images_rrt_stage2_restores_the_backbone_and_trains_only_the_head(tmp_pa
     after, _ = train.Experiment(cfg).restore(str(tmp_path / "stage2" / variant / "checkpoints"), "latest")
     old, new = flat(before), flat(after)
     if variant != "vanilla":
-      assert float(new.pop("noise_sigma")) != pytest.approx(rmse, rel=1e-6)  # σ trained from ...
+      assert float(new.pop("noise_sigma")) != pytest.approx(0.5 * rmse, rel=1e-6)  # σ trained from ...
     heads = [k for k in new if k.startswith("head")]
     assert heads and all(not np.array_equal(new[k], old[k]) for k in heads)
     for key in set(new) - set(heads):
       np.testing.assert_array_equal(new[key], old[key], err_msg=f"{variant}: {key} changed")
   sigma0 = float(train.Experiment(cfg).fresh_state()["model"]["noise_sigma"][...])
-  assert sigma0 == pytest.approx(rmse, rel=1e-5)  # ... σ₀ = the stage-1 val RMSE
+  assert sigma0 == pytest.approx(0.5 * rmse, rel=1e-5)  # ... σ₀ = half the stage-1 val RMSE

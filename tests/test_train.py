@@ -240,3 +240,20 @@ def test_sigma_rule_starts_stage2_at_the_stage1_val_rmse(tmp_path):
     train.Experiment(no_stage1)
   with pytest.raises(ValueError, match="init_noise_sigma_rule must be one of"):
     train.Experiment(tiny_config(loss={"name": "bmc", "init_noise_sigma_rule": "label_std"}))
+
+
+def test_sigma_rule_scale_multiplies_the_stage1_val_rmse(tmp_path):
+  """`loss.init_noise_sigma_rule_scale=k`: σ₀ = k·√(val all/mse) of a stage-1 `metrics.json` (here a
+  hand-written one, mse 6.25 → RMSE 2.5); a scale without a rule or ≤ 0 is refused."""
+  from dirjax import objective
+  (tmp_path / "metrics.json").write_text('{"val": {"all": {"mse": 6.25}}}')
+  config = lambda **loss: ml_collections.ConfigDict({"init_from": str(tmp_path), "loss": {
+    "name": "bmc", "init_noise_sigma": 5.0, **loss}})
+  assert objective.init_noise_sigma(config(init_noise_sigma_rule="stage1_val_rmse")) == pytest.approx(2.5)
+  assert objective.init_noise_sigma(config(init_noise_sigma_rule="stage1_val_rmse",
+                                           init_noise_sigma_rule_scale=0.5)) == pytest.approx(1.25)
+  assert objective.init_noise_sigma(config()) == 5.0  # no rule: the number as given
+  with pytest.raises(ValueError, match="set loss.init_noise_sigma itself"):
+    objective.init_noise_sigma(config(init_noise_sigma_rule_scale=0.5))
+  with pytest.raises(ValueError, match="init_noise_sigma_rule_scale must be > 0"):
+    objective.init_noise_sigma(config(init_noise_sigma_rule="stage1_val_rmse", init_noise_sigma_rule_scale=0.0))
