@@ -6,7 +6,9 @@ batch 256, Adam), one per method:
 
   vanilla (L1) · lds (SQINV + LDS: per-bin weights looked up on device) · fds (SQINV + FDS:
   calibration inside the step) · bmc · gai · bni (Balanced MSE, learnable σ) · dist_loss (INV +
-  the soft-sort distribution term) · bsam (SQINV, SGD, two forward/backward passes per step)
+  the soft-sort distribution term) · bsam (SQINV, SGD, two forward/backward passes per step) ·
+  ranksim (L1 + RankSim) · ordinal_entropy (L1 + ordinal entropy) · conr (L1 + ConR over two views:
+  both views go through the network) · rnc (Rank-N-Contrast stage 1: the RnC loss alone over two views)
 
 in fp32 and bf16 compute (parameters and optimizer state stay fp32). Inputs are generated images
 already on the device; the state is donated; the first call is compiled ahead of time and timed
@@ -23,7 +25,8 @@ for the label tables, the GMM / bucket priors and the FDS feature width; the tim
 generated at `--image-size` with ages ~ N(38, 13²)), hence `in_channels = 1`; BatchNorm over the
 whole batch (the configs' `bn_groups=4` emulation of DataParallel is opt-in with `--bn-groups`);
 BMC/GAI/BNI train the whole network (their configs are head-only RRT stage-2 runs, whose step
-would skip the backbone's backward pass and not compare with the other rows).
+would skip the backbone's backward pass and not compare with the other rows). The two-view methods
+(ConR, RnC) get a second generated image per row (`inputs_view2`, as `data.two_views` batches).
 
   python -m scripts.benchmark --json /tmp/bench/jax.json          # accelerator, full size
   python -m scripts.benchmark --small --json /tmp/jax_small.json  # CPU smoke run (seconds)
@@ -59,7 +62,7 @@ from flax import nnx
 from dirjax import fds as fds_lib
 from dirjax import sharding, train
 
-METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "dist_loss", "bsam")
+METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "dist_loss", "bsam", "ranksim", "ordinal_entropy", "conr", "rnc")
 DTYPES = {"fp32": None, "bf16": "bfloat16"}
 # IMDB-WIKI-DIR: 191.5k training images; ages 0..99 are the 100 FDS buckets.
 FULL = {"model": "resnet50", "image_size": 224, "channels": 1, "batch": 256, "steps": 50, "epoch_samples": 191_500}
@@ -82,9 +85,10 @@ def bench_config(method: str, dtype: str, size: dict, bn_groups: int | None) -> 
   c.batch_size = c.eval_batch_size = size["batch"]
   c.input_threads = 0
   c.init_from, c.train_only = "", ""
+  two_views = c.data.get("two_views", False)
   c.data = ml_collections.ConfigDict({
     "name": "synthetic_images", "num_train": 4096, "num_val": size["batch"], "num_test": size["batch"],
-    "max_target": float(NUM_BUCKETS), "tail": 30.0, "noise_std": 0.1, "augment": False,
+    "max_target": float(NUM_BUCKETS), "tail": 30.0, "noise_std": 0.1, "augment": two_views, "two_views": two_views,
     "many_shot_thr": 100, "low_shot_thr": 20})
   c.model = ml_collections.ConfigDict({
     "name": size["model"], "out_dim": 1, "in_channels": size["channels"], "bn_groups": bn_groups,
@@ -93,10 +97,13 @@ def bench_config(method: str, dtype: str, size: dict, bn_groups: int | None) -> 
 
 
 def generated_batch(experiment: train.Experiment, size: dict, seed: int = 0) -> dict[str, jax.Array]:
-  """A trainer batch (`inputs`, `targets`, `valid`) of N(0, 1) images, placed like the loader's."""
+  """A trainer batch (`inputs`, `targets`, `valid`, and `inputs_view2` with `data.two_views`) of N(0, 1)
+  images, placed like the loader's."""
   b, s = size["batch"], size["image_size"]
-  inputs = jax.random.normal(jax.random.key(seed), (b, s, s, size["channels"]), jnp.float32)
-  batch = {"inputs": inputs, "targets": age_labels(b, seed)[:, None], "valid": np.ones((b,), bool)}
+  views = jax.random.normal(jax.random.key(seed), (2, b, s, s, size["channels"]), jnp.float32)
+  batch = {"inputs": views[0], "targets": age_labels(b, seed)[:, None], "valid": np.ones((b,), bool)}
+  if experiment.config.data.two_views:
+    batch["inputs_view2"] = views[1]
   return jax.device_put(batch, sharding.data_sharding(experiment.mesh))
 
 
