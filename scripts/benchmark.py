@@ -255,11 +255,11 @@ def format_report(result: dict) -> str:
            f"{s['model']} {s['image_size']}px x{s['channels']}, batch {s['batch']}, {s['steps']} timed steps"
            f" x {s.get('rounds', 1)} interleaved rounds (img/s: median round; range), {result.get('threads')} CPU threads"
            + ("  [--small: CPU smoke numbers, not performance claims]" if s["small"] else ""),
-           f"{'method':<9}{'variant':<13}{'dtype':<6}{'img/s':>10}{'steps/s':>9}{'ms/step':>10}"
+           f"{'method':<16}{'variant':<13}{'dtype':<6}{'img/s':>10}{'steps/s':>9}{'ms/step':>10}"
            f"{'compile s':>10}{'peak GiB':>9}{'step GiB':>9}  {'img/s range':>17}"]
   gib = lambda v: None if v is None else v / 2 ** 30
   for r in result["train_step"]:
-    lines.append(f"{r['method']:<9}{r.get('variant', 'dirjax'):<13}{r['dtype']:<6}{_fmt(r['images_per_s'], '10.1f')}"
+    lines.append(f"{r['method']:<16}{r.get('variant', 'dirjax'):<13}{r['dtype']:<6}{_fmt(r['images_per_s'], '10.1f')}"
                  f"{_fmt(r['steps_per_s'], '9.2f')}{_fmt(r['step_ms'], '10.1f')}{_fmt(r['compile_s'], '10.1f')}"
                  f"{_fmt(gib(r.get('peak_bytes')), '9.2f')}{_fmt(gib(r.get('step_bytes')), '9.2f')}"
                  f"  {_fmt(r.get('images_per_s_min'), '8.1f')}-{_fmt(r.get('images_per_s_max'), '<8.1f')}")
@@ -284,11 +284,11 @@ def compare(results: Sequence[dict]) -> str:
   epochs = {fw: [r for res in results if res["framework"] == fw for r in res["fds_epoch"]] for fw in ("dirjax", "torch")}
   devices = {fw: sorted({res["device"] for res in results if res["framework"] == fw}) for fw in ("dirjax", "torch")}
   lines = [f"dirjax ({', '.join(devices['dirjax'])}) vs torch ({', '.join(devices['torch'])}); ratio = dirjax / torch",
-           f"{'method':<9}{'dtype':<6}{'dirjax img/s':>13}  {'torch variant':<13}{'torch img/s':>12}{'ratio':>8}"]
+           f"{'method':<16}{'dtype':<6}{'dirjax img/s':>13}  {'torch variant':<13}{'torch img/s':>12}{'ratio':>8}"]
   for r in rows["dirjax"]:
     for t in rows["torch"]:
       if (t["method"], t["dtype"]) == (r["method"], r["dtype"]):
-        lines.append(f"{r['method']:<9}{r['dtype']:<6}{r['images_per_s']:>13.1f}  {t['variant']:<13}"
+        lines.append(f"{r['method']:<16}{r['dtype']:<6}{r['images_per_s']:>13.1f}  {t['variant']:<13}"
                      f"{t['images_per_s']:>12.1f}{r['images_per_s'] / t['images_per_s']:>8.2f}")
   for r in epochs["dirjax"]:
     for t in epochs["torch"]:
@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   for key, (record, _, finish) in prepared.items():
     record = {**finish(), **round_rates(size["batch"], size["steps"], elapsed[key])}
     result["train_step"].append(record)
-    print(f"  {key[0]:<9}{key[1]:<6}{record['images_per_s']:>10.1f} img/s", file=sys.stderr, flush=True)
+    print(f"  {key[0]:<16}{key[1]:<6}{record['images_per_s']:>10.1f} img/s", file=sys.stderr, flush=True)
   del prepared
   for dtype in dtypes:
     if "fds" in methods and not args.no_fds_epoch:
