@@ -6,7 +6,9 @@ batch 256, Adam), one per method:
 
   vanilla (L1) · lds (SQINV + LDS: per-bin weights looked up on device) · fds (SQINV + FDS:
   calibration inside the step) · bmc · gai · bni (Balanced MSE, learnable σ) · dist_loss (INV +
-  the soft-sort distribution term) · bsam (SQINV, SGD, two forward/backward passes per step)
+  the soft-sort distribution term) · bsam (SQINV, SGD, two forward/backward passes per step) ·
+  ranksim (L1 + RankSim) · ordinal_entropy (L1 + ordinal entropy) · conr (L1 + ConR over two views:
+  both views go through the network) · rnc (Rank-N-Contrast stage 1: the RnC loss alone over two views)
 
 in fp32 and bf16 compute (parameters and optimizer state stay fp32). Inputs are generated images
 already on the device; the state is donated; the first call is compiled ahead of time and timed
@@ -23,7 +25,8 @@ for the label tables, the GMM / bucket priors and the FDS feature width; the tim
 generated at `--image-size` with ages ~ N(38, 13²)), hence `in_channels = 1`; BatchNorm over the
 whole batch (the configs' `bn_groups=4` emulation of DataParallel is opt-in with `--bn-groups`);
 BMC/GAI/BNI train the whole network (their configs are head-only RRT stage-2 runs, whose step
-would skip the backbone's backward pass and not compare with the other rows).
+would skip the backbone's backward pass and not compare with the other rows). The two-view methods
+(ConR, RnC) get a second generated image per row (`inputs_view2`, as `data.two_views` batches).
 
   python -m scripts.benchmark --json /tmp/bench/jax.json          # accelerator, full size
   python -m scripts.benchmark --small --json /tmp/jax_small.json  # CPU smoke run (seconds)
@@ -59,7 +62,7 @@ from flax import nnx
 from dirjax import fds as fds_lib
 from dirjax import sharding, train
 
-METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "dist_loss", "bsam")
+METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "dist_loss", "bsam", "ranksim", "ordinal_entropy", "conr", "rnc")
 DTYPES = {"fp32": None, "bf16": "bfloat16"}
 # IMDB-WIKI-DIR: 191.5k training images; ages 0..99 are the 100 FDS buckets.
 FULL = {"model": "resnet50", "image_size": 224, "channels": 1, "batch": 256, "steps": 50, "epoch_samples": 191_500}
@@ -82,9 +85,10 @@ def bench_config(method: str, dtype: str, size: dict, bn_groups: int | None) -> 
   c.batch_size = c.eval_batch_size = size["batch"]
   c.input_threads = 0
   c.init_from, c.train_only = "", ""
+  two_views = c.data.get("two_views", False)
   c.data = ml_collections.ConfigDict({
     "name": "synthetic_images", "num_train": 4096, "num_val": size["batch"], "num_test": size["batch"],
-    "max_target": float(NUM_BUCKETS), "tail": 30.0, "noise_std": 0.1, "augment": False,
+    "max_target": float(NUM_BUCKETS), "tail": 30.0, "noise_std": 0.1, "augment": two_views, "two_views": two_views,
     "many_shot_thr": 100, "low_shot_thr": 20})
   c.model = ml_collections.ConfigDict({
     "name": size["model"], "out_dim": 1, "in_channels": size["channels"], "bn_groups": bn_groups,
@@ -93,10 +97,13 @@ def bench_config(method: str, dtype: str, size: dict, bn_groups: int | None) -> 
 
 
 def generated_batch(experiment: train.Experiment, size: dict, seed: int = 0) -> dict[str, jax.Array]:
-  """A trainer batch (`inputs`, `targets`, `valid`) of N(0, 1) images, placed like the loader's."""
+  """A trainer batch (`inputs`, `targets`, `valid`, and `inputs_view2` with `data.two_views`) of N(0, 1)
+  images, placed like the loader's."""
   b, s = size["batch"], size["image_size"]
-  inputs = jax.random.normal(jax.random.key(seed), (b, s, s, size["channels"]), jnp.float32)
-  batch = {"inputs": inputs, "targets": age_labels(b, seed)[:, None], "valid": np.ones((b,), bool)}
+  views = jax.random.normal(jax.random.key(seed), (2, b, s, s, size["channels"]), jnp.float32)
+  batch = {"inputs": views[0], "targets": age_labels(b, seed)[:, None], "valid": np.ones((b,), bool)}
+  if experiment.config.data.two_views:
+    batch["inputs_view2"] = views[1]
   return jax.device_put(batch, sharding.data_sharding(experiment.mesh))
 
 
@@ -248,11 +255,11 @@ def format_report(result: dict) -> str:
            f"{s['model']} {s['image_size']}px x{s['channels']}, batch {s['batch']}, {s['steps']} timed steps"
            f" x {s.get('rounds', 1)} interleaved rounds (img/s: median round; range), {result.get('threads')} CPU threads"
            + ("  [--small: CPU smoke numbers, not performance claims]" if s["small"] else ""),
-           f"{'method':<9}{'variant':<13}{'dtype':<6}{'img/s':>10}{'steps/s':>9}{'ms/step':>10}"
+           f"{'method':<16}{'variant':<13}{'dtype':<6}{'img/s':>10}{'steps/s':>9}{'ms/step':>10}"
            f"{'compile s':>10}{'peak GiB':>9}{'step GiB':>9}  {'img/s range':>17}"]
   gib = lambda v: None if v is None else v / 2 ** 30
   for r in result["train_step"]:
-    lines.append(f"{r['method']:<9}{r.get('variant', 'dirjax'):<13}{r['dtype']:<6}{_fmt(r['images_per_s'], '10.1f')}"
+    lines.append(f"{r['method']:<16}{r.get('variant', 'dirjax'):<13}{r['dtype']:<6}{_fmt(r['images_per_s'], '10.1f')}"
                  f"{_fmt(r['steps_per_s'], '9.2f')}{_fmt(r['step_ms'], '10.1f')}{_fmt(r['compile_s'], '10.1f')}"
                  f"{_fmt(gib(r.get('peak_bytes')), '9.2f')}{_fmt(gib(r.get('step_bytes')), '9.2f')}"
                  f"  {_fmt(r.get('images_per_s_min'), '8.1f')}-{_fmt(r.get('images_per_s_max'), '<8.1f')}")
@@ -277,11 +284,11 @@ def compare(results: Sequence[dict]) -> str:
   epochs = {fw: [r for res in results if res["framework"] == fw for r in res["fds_epoch"]] for fw in ("dirjax", "torch")}
   devices = {fw: sorted({res["device"] for res in results if res["framework"] == fw}) for fw in ("dirjax", "torch")}
   lines = [f"dirjax ({', '.join(devices['dirjax'])}) vs torch ({', '.join(devices['torch'])}); ratio = dirjax / torch",
-           f"{'method':<9}{'dtype':<6}{'dirjax img/s':>13}  {'torch variant':<13}{'torch img/s':>12}{'ratio':>8}"]
+           f"{'method':<16}{'dtype':<6}{'dirjax img/s':>13}  {'torch variant':<13}{'torch img/s':>12}{'ratio':>8}"]
   for r in rows["dirjax"]:
     for t in rows["torch"]:
       if (t["method"], t["dtype"]) == (r["method"], r["dtype"]):
-        lines.append(f"{r['method']:<9}{r['dtype']:<6}{r['images_per_s']:>13.1f}  {t['variant']:<13}"
+        lines.append(f"{r['method']:<16}{r['dtype']:<6}{r['images_per_s']:>13.1f}  {t['variant']:<13}"
                      f"{t['images_per_s']:>12.1f}{r['images_per_s'] / t['images_per_s']:>8.2f}")
   for r in epochs["dirjax"]:
     for t in epochs["torch"]:
@@ -365,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   for key, (record, _, finish) in prepared.items():
     record = {**finish(), **round_rates(size["batch"], size["steps"], elapsed[key])}
     result["train_step"].append(record)
-    print(f"  {key[0]:<9}{key[1]:<6}{record['images_per_s']:>10.1f} img/s", file=sys.stderr, flush=True)
+    print(f"  {key[0]:<16}{key[1]:<6}{record['images_per_s']:>10.1f} img/s", file=sys.stderr, flush=True)
   del prepared
   for dtype in dtypes:
     if "fds" in methods and not args.no_fds_epoch:

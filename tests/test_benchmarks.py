@@ -120,11 +120,26 @@ def test_bench_config_is_the_imdb_recipe_of_the_method(method):
     method, "none")
   assert c.reweight.lds == (method == "lds")
   assert c.fds.enabled == (method == "fds")
-  assert c.loss.name == ("l1" if method in ("vanilla", "lds", "fds", "dist_loss", "bsam") else method)
+  assert c.loss.name == {"bmc": "bmc", "gai": "gai", "bni": "bni", "rnc": "none"}.get(method, "l1")
   assert (c.train_only, c.init_from) == ("", "")  # the whole network trains, also for BMC/GAI/BNI
-  assert c.optimizer.name == ("sgd" if method == "bsam" else "adam")
+  assert c.optimizer.name == ("sgd" if method in ("bsam", "rnc") else "adam")
   assert c.optimizer.get("sam_rho", 0.0) == (0.05 if method == "bsam" else 0.0)
-  assert ("dist" in c.get("regularizers", {})) == (method == "dist_loss")
+  terms = {"dist_loss": "dist", "ranksim": "ranksim", "ordinal_entropy": "ordinal_entropy", "conr": "conr", "rnc": "rnc"}
+  assert list(c.get("regularizers", {})) == ([terms[method]] if method in terms else [])
+  assert c.data.two_views == c.data.augment == (method in ("conr", "rnc"))
+
+
+@pytest.mark.parametrize("method", ["vanilla", "conr"])
+def test_generated_batch_has_the_views_the_step_expects(method):
+  """A two-view method's batch carries a second image per row (as `data.two_views` batches); one-view
+  methods get none."""
+  from dirjax import train
+  experiment = train.Experiment(benchmark.bench_config(method, "fp32", SMALL, bn_groups=None))
+  batch = benchmark.generated_batch(experiment, SMALL)
+  assert ("inputs_view2" in batch) == (method == "conr")
+  if method == "conr":
+    assert batch["inputs_view2"].shape == batch["inputs"].shape
+    assert not np.allclose(np.asarray(batch["inputs_view2"]), np.asarray(batch["inputs"]))
 
 
 def test_age_labels_are_integer_ages_in_the_bucket_range():

@@ -176,3 +176,27 @@ def test_images_rrt_stage2_restores_the_backbone_and_trains_only_the_head(tmp_pa
       np.testing.assert_array_equal(new[key], old[key], err_msg=f"{variant}: {key} changed")
   sigma0 = float(train.Experiment(cfg).fresh_state()["model"]["noise_sigma"][...])
   assert sigma0 == pytest.approx(0.5 * rmse, rel=1e-5)  # ... σ₀ = half the stage-1 val RMSE
+
+
+def test_images_rnc_two_stages_pretrain_then_probe_the_frozen_encoder(tmp_path):
+  """`synthetic_images.py:rnc_smoke` (RnC alone over two views, no regression loss) then `:rnc_linear_smoke`
+  on it: after the probe's step every parameter outside the head equals the stage-1 encoder, the head moved."""
+  module = _load(os.path.join(CONFIG_DIR, "synthetic_images.py"))
+  stage1 = module.get_config("rnc_smoke")
+  assert stage1.loss.name == "none" and stage1.data.two_views and list(stage1.regularizers) == ["rnc"]
+  stage1.lock()
+  train.train_and_evaluate(stage1, str(tmp_path / "stage1"))
+  stage2 = module.get_config("rnc_linear_smoke")
+  assert (stage2.train_only, stage2.loss.name, stage2.optimizer.name) == ("head", "l1", "sgd") and not stage2.regularizers
+  stage2.init_from = str(tmp_path / "stage1")
+  stage2.lock()
+  result = train.train_and_evaluate(stage2, str(tmp_path / "stage2"))
+  _check_run(str(tmp_path / "stage2"), result, stage2)
+  flat = lambda state: {"/".join(map(str, path)): np.asarray(x[...])
+                        for path, x in nnx.to_flat_state(state["model"].filter(nnx.Param))}
+  old = flat(train.Experiment(stage1).restore(str(tmp_path / "stage1" / "checkpoints"), "best")[0])
+  new = flat(train.Experiment(stage2).restore(str(tmp_path / "stage2" / "checkpoints"), "latest")[0])
+  heads = [k for k in new if k.startswith("head")]
+  assert heads and all(not np.array_equal(new[k], old[k]) for k in heads)
+  for key in set(new) - set(heads):
+    np.testing.assert_array_equal(new[key], old[key], err_msg=f"{key} changed")

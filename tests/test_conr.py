@@ -116,3 +116,30 @@ def test_bad_inputs():
     conr.build({**section, "temperature": 0.0, "variant": "depth"}, config, None)
   with pytest.raises(ValueError, match="'window'"):
     conr.build({"name": "conr", "weight": 1.0, "push_scale": 0.1, "temperature": 0.2, "variant": "depth"}, config, None)
+
+
+def test_age_term_contrasts_both_views_through_the_model():
+  """The trainer term (variant 'age'): anchors are the batch's features/predictions and the model's
+  outputs on `inputs_view2` (a stub linear model here), with the batch's targets, weights and mask."""
+  from types import SimpleNamespace
+  from dirjax import objective
+  rng = np.random.default_rng(4)
+  x1, x2 = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+  proj, head = rng.normal(size=(3, 4)), rng.normal(size=(4, 1))
+  y = rng.integers(20, 23, size=(6, 1)).astype(float)
+  w = rng.uniform(0.5, 2.0, size=(6, 1))
+  valid = np.array([True] * 5 + [False])
+  outputs = lambda x: SimpleNamespace(features=jnp.asarray(x @ proj), preds=jnp.asarray(x @ proj @ head + 21.0))
+  config = ml_collections.ConfigDict({"data": {"name": "x", "two_views": True}})
+  section = {"name": "conr", "weight": 4.0, "window": 1.0, "push_scale": 0.01, "temperature": 0.07}
+  term = conr.build(section, config, None)
+  first = outputs(x1)
+  inputs = objective.TermInputs(
+    preds=first.preds, features=first.features, calibrated=first.features, targets=jnp.asarray(y),
+    weights=jnp.asarray(w), mask=jnp.asarray(valid), epoch=jnp.int32(0), rng=None, noise_sigma=None,
+    batch={"inputs_view2": x2, "valid": jnp.asarray(valid)}, model=lambda x, targets, epoch: outputs(x))
+  both = lambda a, b: np.concatenate([a, b])
+  f = both(x1, x2) @ proj
+  p = (f @ head)[:, 0] + 21.0
+  expected = 4.0 * conr_oracle(f, both(y, y)[:, 0], p, both(w, w)[:, 0], both(valid, valid), **HYPER["age"], variant="age")
+  np.testing.assert_allclose(float(term(inputs)), expected, rtol=1e-5)

@@ -15,7 +15,7 @@ from dirjax.models import minilm
 import fixtures_nyud2
 from test_data_stsb import make_stsb
 
-STSB = ("vanilla", "lds", "fds", "bmc")
+STSB = ("vanilla", "lds", "fds", "bmc", "ranksim")
 NYUD2 = ("vanilla", "lds", "fds", "gai", "bni")
 HAS_MINILM = importlib.util.find_spec(minilm.MINILM_PACKAGE) is not None
 
@@ -42,6 +42,10 @@ def test_stsb_recipe(method):
     assert c.fds.enabled and (c.fds.clip_min, c.fds.clip_max, c.fds.ks, c.fds.sigma) == (0.5, 2.0, 5, 2.0)
   if method == "bmc":
     assert c.loss.name == "bmc" and not c.loss.fix_noise_sigma
+  if method == "ranksim":
+    # ranksim-imbalanced-regression sts-b-dir/README.md: γ 3e-4 on the score/5 MSE (×25 on ours), λ 2; MSE loss.
+    assert dict(c.regularizers.ranksim) == {"name": "ranksim", "weight": pytest.approx(25 * 3e-4), "interpolation": 2.0}
+    assert c.loss.name == "mse" and c.reweight.method == "none"
   bilstm = load(f"stsb_{method}", "bilstm")
   assert bilstm.model.name == "bilstm" and bilstm.model.hidden == 1500 and bilstm.data.encoder == "tokens"
 

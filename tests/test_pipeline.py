@@ -132,3 +132,43 @@ def test_reader_reads_at_most_its_bounded_prefetch(mesh, num_threads):
   batches.close()
   with pytest.raises(ValueError, match="input_threads"):
     pipeline.read_options(-1)
+
+
+def _crops_and_flips(image: np.ndarray, padding: int, pad_value: float) -> np.ndarray:
+  """Every RandomCrop(padding) window of `image` and its mirror, from an explicitly padded copy: [K, H, W, C]."""
+  h, w, _ = image.shape
+  padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)), constant_values=pad_value)
+  windows = [padded[t:t + h, l:l + w] for t in range(2 * padding + 1) for l in range(2 * padding + 1)]
+  return np.stack(windows + [x[:, ::-1] for x in windows])
+
+
+def test_two_views_are_two_crops_of_the_same_image_with_its_target(mesh):
+  """`two_views`: each row's `inputs` and `inputs_view2` are each one of the crop/flip windows of that row's
+  own image (enumerated here from an explicitly padded copy), mostly different from each other, with the
+  image's target; the batches repeat for the same (seed, epoch) and change with either."""
+  from dirjax.data import images
+  n, size = 12, 40  # 40 px > the 16-px padding: no window is all padding
+  pictures = np.random.default_rng(0).uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
+  dataset = pipeline.ArrayDataset({"inputs": pictures, "targets": np.arange(n, dtype=np.float32)[:, None]})
+  make = lambda seed: pipeline.Loader(dataset, batch_size=4, mesh=mesh, shuffle=True, seed=seed,
+                                      augment=images.train_augment, two_views=True)
+  epoch = lambda loader, e: [_host(b) for b in loader(e)]
+  batches = epoch(make(7), 1)
+  differ = 0
+  for batch in batches:
+    assert set(batch) == {"inputs", "inputs_view2", "targets", "valid"}
+    for first, second, target in zip(batch["inputs"], batch["inputs_view2"], batch["targets"][:, 0]):
+      candidates = _crops_and_flips(pictures[int(target)], padding=16, pad_value=-1.0)
+      for view in (first, second):
+        assert np.any(np.all(candidates == view, axis=(1, 2, 3))), f"a view of image {target} is not its crop/flip"
+      differ += not np.array_equal(first, second)
+  assert differ >= len(batches) * 4 - 1  # two independent draws of 33² × 2 windows: equal ~1 time in 2178
+  again = epoch(make(7), 1)
+  for a, b in zip(batches, again, strict=True):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  for other in (epoch(make(8), 1), epoch(make(7), 2)):
+    # Rows of the same image (same target) in another seed or epoch get other windows.
+    view_of = lambda bs: {int(t): v for b in bs for t, v in zip(b["targets"][:, 0], b["inputs_view2"])}
+    mine, theirs = view_of(batches), view_of(other)
+    assert sum(not np.array_equal(mine[t], theirs[t]) for t in mine) >= n - 1

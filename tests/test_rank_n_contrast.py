@@ -110,3 +110,24 @@ def test_bad_inputs():
     rank_n_contrast.build({"name": "rank_n_contrast", "temperature": 2.0}, config, None)
   with pytest.raises(ValueError, match="temperature > 0"):
     rank_n_contrast.build({"name": "rank_n_contrast", "temperature": -1.0}, config, None)
+
+
+def test_term_contrasts_both_views_through_the_model():
+  """The trainer term: anchors are the batch's features and the model's features of `inputs_view2` (a
+  stub linear encoder here), both with the batch's targets and mask, times the weight."""
+  from types import SimpleNamespace
+  from dirjax import objective
+  rng = np.random.default_rng(3)
+  x1, x2 = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+  proj = rng.normal(size=(3, 4))
+  y = rng.integers(0, 3, size=(6, 1)).astype(float)
+  valid = np.array([True] * 5 + [False])
+  model = lambda x, targets, epoch: SimpleNamespace(features=jnp.asarray(x) @ proj)
+  config = ml_collections.ConfigDict({"data": {"name": "x", "two_views": True}})
+  term = rank_n_contrast.build({"name": "rank_n_contrast", "temperature": 2.0, "weight": 0.5}, config, None)
+  inputs = objective.TermInputs(
+    preds=None, features=jnp.asarray(x1 @ proj), calibrated=None, targets=jnp.asarray(y), weights=None,
+    mask=jnp.asarray(valid), epoch=jnp.int32(0), rng=None, noise_sigma=None,
+    batch={"inputs_view2": x2, "valid": jnp.asarray(valid)}, model=model)
+  expected = 0.5 * rnc_oracle(np.concatenate([x1, x2]) @ proj, np.concatenate([y, y]), np.concatenate([valid, valid]), 2.0)
+  np.testing.assert_allclose(float(term(inputs)), expected, rtol=1e-5)
