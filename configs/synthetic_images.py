@@ -121,6 +121,10 @@ def rrt_stage2(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     "bmc": {"loss": {"name": "bmc"}},
     "gai": {"loss": {"name": "gai", "prior": "gmm"}},
     "bni": {"loss": {"name": "bni", "prior": "buckets"}},
+    # Dist Loss as the paper trains it (Ngk03/DIR-Dist-Loss README stage 2): inverse-weighted L1 + λ=1 Dist term.
+    "dist_loss": {"loss": {"name": "l1"}, "reweight": {"method": "inverse"}, "regularizers": {"dist": {
+      "name": "dist_loss", "weight": 1.0, "regularization_strength": 0.1, "bw_method": 0.5,
+      "min_label": 0.0, "max_label": 100.0, "step": 1.0}}},
   })
   return c
 

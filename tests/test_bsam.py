@@ -97,6 +97,24 @@ def test_one_device_equals_the_mesh(sharded_step):
     np.testing.assert_allclose(after4[name], after1[name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
+def test_frozen_parameters_are_neither_perturbed_nor_counted():
+  # train_only="head" (RRT-style): ε = ρ·g_head/‖g_head‖ on the head alone, the encoder stays θ.
+  config = bsam_config()
+  with config.unlocked():
+    config.train_only = "head"
+  experiment, batch, before, after, _ = _one_step(config)
+  x, y = (np.asarray(batch[k], np.float64) for k in ("inputs", "targets"))
+  w = np_sqinv_weights(experiment.bundle.train_labels, y[:, 0])
+  _, g = np_loss_and_grads(before, x, y, w)
+  head_norm = np.sqrt(np.sum(g["w2"] ** 2) + np.sum(g["b2"] ** 2))
+  perturbed = dict(before, **{k: before[k] + 0.5 * g[k] / head_norm for k in ("w2", "b2")})
+  _, g_sharp = np_loss_and_grads(perturbed, x, y, w)
+  for name in ("w1", "b1"):
+    np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+  for name in ("w2", "b2"):
+    np.testing.assert_allclose(after[name], before[name] - 0.05 * g_sharp[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
 @pytest.mark.parametrize("rho", [-0.1, "0.05"])
 def test_bad_rho(rho):
   with pytest.raises(ValueError, match="sam_rho"):
