@@ -10,7 +10,8 @@ benchmarks) shows where each method helps. ResNet-18 (ImageNet stem, trained fro
 
 Variants (as the rows of the DIR / Balanced-MSE tables): vanilla, SQINV + LDS (Gaussian, ks 5,
 σ 2), FDS (ks 5, σ 2), and Balanced MSE BMC / GAI (8-component GMM) / BNI, each with a learnable
-σ₀ = 5 (σ lr 1e-2, constant, as the IMDB-WIKI runs).
+σ₀ = 5 (σ lr 1e-2, constant, as the IMDB-WIKI runs), and UVOTE (two heads, r = 0 and 1, Laplace NLL
+with the dynamic loss, as its AgeDB README).
 
 Run (44 min on 2 CPU cores, about 7 min per variant; faster on a GPU); prints the many/medium/few
 table of the best-on-val and last models and saves comparison.md/json and predictions.png:
@@ -50,6 +51,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "bmc": {"loss": {"name": "bmc"}},
     "gai": {"loss": {"name": "gai", "prior": "gmm"}},
     "bni": {"loss": {"name": "bni", "prior": "buckets"}},
+    "uvote": {"head": {"name": "uvote", "num_heads": 2},
+              "loss": {"name": "uvote", "dynamic": True, "head0_dynamic": False, "log_scale_clip": (-5.0, 5.0)}},
   })
   if arg == "smoke":
     c.model.width, c.model.stage_sizes = 4, (1, 1, 1, 1)

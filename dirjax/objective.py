@@ -2,7 +2,8 @@
 
 A term is a pure, jit-able function `term(inputs: TermInputs) -> scalar` of what the training step
 has (see `TermInputs`). The main term is `config.loss` (`dirjax.losses.build_term`: a regression
-loss or a Balanced-MSE estimator); `config.regularizers` (label → section, empty by default) adds
+loss or a Balanced-MSE estimator; or a `MAIN_TERMS` name, a term that brings its own likelihood, e.g.
+UVOTE's Laplace NLL over its heads); `config.regularizers` (label → section, empty by default) adds
 more. A section's `name` picks its builder from `TERMS` or is the import path of the user's own,
 `"my_project.terms:build"`, called as `build(section, config, bundle) -> term` once at set-up, on
 the host (it may fit priors, build tables, read `bundle.train_labels`).
@@ -23,7 +24,10 @@ import ml_collections
 from dirjax import losses, weighting
 
 # Registered extra terms: name -> "module:builder" (imported only when a config names it).
-TERMS: dict[str, str] = {}
+TERMS: dict[str, str] = {"uvote": "dirjax.uvote:build"}
+
+# Terms that replace the regression loss: `config.loss.name` may name one (it needs its own head).
+MAIN_TERMS = ("uvote",)
 
 
 class TermInputs(NamedTuple):
@@ -91,12 +95,17 @@ class Objective:
 
 def init_noise_sigma(config: ml_collections.ConfigDict) -> float | None:
   """σ₀ of the model's `noise_sigma`: set when the main loss is a Balanced-MSE estimator."""
+  if config.loss.name in MAIN_TERMS:
+    return None
   return losses.init_noise_sigma(config.loss)
 
 
 def build(config: ml_collections.ConfigDict, bundle: Any) -> Objective:
   """The objective of `config`: the main term `config.loss`, then `config.regularizers` in order."""
-  terms = {"loss": losses.build_term(config.loss, config, bundle)}
+  if config.loss.name in MAIN_TERMS:
+    terms = {"loss": builder_of(config.loss.name)(config.loss, config, bundle)}
+  else:
+    terms = {"loss": losses.build_term(config.loss, config, bundle)}
   for label, section in config.get("regularizers", {}).items():
     if label in terms:
       raise ValueError(f"regularizers.{label}: the label {label!r} is taken by the main loss")
