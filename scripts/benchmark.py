@@ -5,7 +5,8 @@ Times the trainer's own jitted functions (`dirjax.train.Experiment`: `train_step
 batch 256, Adam), one per method:
 
   vanilla (L1) · lds (SQINV + LDS: per-bin weights looked up on device) · fds (SQINV + FDS:
-  calibration inside the step) · bmc · gai · bni (Balanced MSE, learnable σ)
+  calibration inside the step) · bmc · gai · bni (Balanced MSE, learnable σ) · uvote (three heads,
+  Laplace NLL with per-head weight tables)
 
 in fp32 and bf16 compute (parameters and optimizer state stay fp32). Inputs are generated images
 already on the device; the state is donated; the first call is compiled ahead of time and timed
@@ -58,7 +59,7 @@ from flax import nnx
 from dirjax import fds as fds_lib
 from dirjax import sharding, train
 
-METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni")
+METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "uvote")
 DTYPES = {"fp32": None, "bf16": "bfloat16"}
 # IMDB-WIKI-DIR: 191.5k training images; ages 0..99 are the 100 FDS buckets.
 FULL = {"model": "resnet50", "image_size": 224, "channels": 1, "batch": 256, "steps": 50, "epoch_samples": 191_500}
