@@ -38,6 +38,7 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.batch_size = 256
   c.eval_batch_size = 256
   c.input_threads = 8  # JPEG decode threads per process (scripts/bench_input.py)
+  c.input_workers = 0  # grain worker processes reading whole batches (docs/benchmarks.md, "Prepared splits")
   c.mesh = ml_collections.ConfigDict({"shape": (-1,), "axes": ("data",)})
 
   c.data = ml_collections.ConfigDict({
@@ -46,6 +47,12 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
     "label_range": (0.0, 200.0),  # valid ages (create_imdb_wiki keeps 0..200)
     "bucket_num": 100, "bucket_start": bucket_start,  # FDS buckets (fds.py defaults per dataset)
     "many_shot_thr": 100, "low_shot_thr": 20,
+    # AgeDB-DIR stress tests of Puetz et al. 2026 (`dirjax.data.protocols`; "": the standard split) and the
+    # relevance φ of SERA: "" = box-plot relevance of the training labels, or control points ((y, φ), ...).
+    "protocol": "", "relevance_points": (),
+    # uint8 img_size² cache of every split (scripts/prepare_data.py --prepare_to=DIR), augmented on the
+    # device; "" reads and decodes the JPEGs under data_dir (docs/benchmarks.md, "Prepared splits").
+    "prepared_dir": "",
     # SMOTER / SMOGN training set (`dirjax.data.smogn`; defaults of the smogn package), off when "".
     "resample": ml_collections.ConfigDict({"method": "", "k": 5, "pert": 0.02, "threshold": 0.5,
                                            "thumbnail": 16})})

@@ -54,7 +54,7 @@ class RunMismatchError(ValueError):
 
 # Config fields that cannot change a run's result: they may differ on resume without an override
 # (the difference is still recorded). Prefixes of dotted paths.
-RESULT_NEUTRAL_FIELDS = ("eval_batch_size", "input_threads", "log_every_steps", "checkpoint.", "report.",
+RESULT_NEUTRAL_FIELDS = ("eval_batch_size", "input_threads", "input_workers", "log_every_steps", "checkpoint.", "report.",
                          "variants")
 # Identity entries that no override can change: the step numbering, the data position and the
 # optimizer's schedule count steps of this size. (Another device or process count only needs the

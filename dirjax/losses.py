@@ -88,12 +88,9 @@ def validate_weights(weights: ArrayLike, name: str = "weights") -> None:
   """
   arr = np.asarray(weights)
   bad = ~(np.isfinite(arr) & (arr >= 0))
-  count = int(bad.sum())
-  if count:
-    first = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)[:5]]
-    raise ValueError(
-        f"{name} must be finite and >= 0; {count} of {arr.size} are not (e.g. {arr[bad][:3].tolist()}) at "
-        f"index {', '.join(map(str, first))}")
+  if bad.any():
+    raise ValueError(f"{name} must be finite and >= 0; {int(bad.sum())} of {arr.size} are not (e.g. "
+                     f"{arr[bad][:3].tolist()}) at index {_first_positions(bad)}")
 
 
 def validate_targets(target: ArrayLike, name: str = "target") -> None:
@@ -105,12 +102,14 @@ def validate_targets(target: ArrayLike, name: str = "target") -> None:
   """
   arr = np.asarray(target)
   bad = ~np.isfinite(arr)
-  count = int(bad.sum())
-  if count:
-    first = [tuple(int(i) for i in idx) for idx in np.argwhere(bad)[:5]]
-    raise ValueError(
-        f"{name} has {count} non-finite value(s) out of {arr.size} ({int(np.isnan(arr).sum())} "
-        f"NaN, {int(np.isinf(arr).sum())} inf); first at index {', '.join(map(str, first))}")
+  if bad.any():
+    raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) out of {arr.size} ({int(np.isnan(arr).sum())} "
+                     f"NaN, {int(np.isinf(arr).sum())} inf); first at index {_first_positions(bad)}")
+
+
+def _first_positions(bad: np.ndarray, limit: int = 5) -> str:
+  """The first `limit` positions of True in `bad`, as "(i, j), (k, l)" for error messages."""
+  return ", ".join(str(tuple(int(i) for i in idx)) for idx in np.argwhere(bad)[:limit])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,6 +171,14 @@ def l1(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
        mask: ArrayLike | None = None) -> Array:
   """Weighted L1: mean of w·|e| (DIR `weighted_l1_loss`)."""
   return _weighted_mean(lambda p, y: jnp.abs(p - y), pred, target, weights, mask)
+
+
+def none(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
+         mask: ArrayLike | None = None) -> Array:
+  """No regression loss (0): the objective is the regularizers alone, e.g. Rank-N-Contrast's encoder
+  pre-training (`configs/agedb_rnc.py`)."""
+  del target, weights, mask
+  return jnp.zeros((), jnp.asarray(pred).dtype)
 
 
 def focal_l1(pred: ArrayLike, target: ArrayLike, weights: ArrayLike | None = None,
@@ -511,7 +518,7 @@ def bni_loss(pred: ArrayLike, target: ArrayLike, noise_var: ArrayLike,
 
 _LOSSES: dict[str, Callable[..., Array]] = {
     "mse": mse, "l1": l1, "focal_l1": focal_l1, "focal_mse": focal_mse, "huber": huber,
-    "logcosh": logcosh, "smape": smape, "bmc": bmc_loss, "gai": gai_loss, "bni": bni_loss,
+    "logcosh": logcosh, "smape": smape, "bmc": bmc_loss, "gai": gai_loss, "bni": bni_loss, "none": none,
 }
 _CALL_ARGS = {"pred", "target", "weights", "mask", "noise_var"}
 
@@ -564,7 +571,7 @@ def init_noise_sigma(loss_config: Any) -> float | None:
   """σ₀ of the learnable noise scale for a Balanced-MSE `loss_config`, None for the others."""
   name = loss_config.name
   if name not in _LOSSES:
-    raise ValueError(f"unknown loss.name {name!r}; valid: {REGRESSION_LOSSES + BALANCED_MSE_LOSSES}")
+    raise ValueError(f"unknown loss.name {name!r}; valid: {tuple(_LOSSES)}")
   if name not in BALANCED_MSE_LOSSES:
     return None
   if not loss_config.init_noise_sigma > 0:

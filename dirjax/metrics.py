@@ -233,3 +233,49 @@ def depth_metrics(preds, depths, mask=None, shot_of_bucket: Mapping[str, Sequenc
     stats["rmse"] = math.sqrt(stats["mse"])
     result[name] = {key: stats[key] for key in DEPTH_METRICS} | {"count": int(counts[g])}
   return result
+
+
+def sera(preds, labels, phi) -> float:
+  """SERA (Ribeiro & Moniz, Machine Learning 109, 2020, Eq. 6–7): ∫₀¹ SER_t dt with
+  SER_t = Σ_{i: φ(yᵢ) ≥ t} (ŷᵢ − yᵢ)². Sample i counts for every t ≤ φ(yᵢ), so the integral is
+  exactly Σᵢ φ(yᵢ)(ŷᵢ − yᵢ)² (the paper approximates it with the trapezoid rule on a t grid)."""
+  preds, labels = _pairs(preds, labels)
+  phi = np.asarray(phi, np.float64).reshape(labels.shape)
+  if np.any((phi < 0) | (phi > 1)) or not np.isfinite(phi).all():
+    raise ValueError("sera: relevance φ must lie in [0, 1]")
+  return float(np.sum(phi * (preds - labels) ** 2))
+
+
+def relevance_metrics(preds, labels, train_labels, control_points=None, rare_threshold: float = 0.5) -> dict:
+  """SERA with the relevance φ of the TRAINING labels: SMOGN's box-plot relevance (extremes beyond the
+  whiskers get φ = 1, the median 0; `dirjax.data.smogn.relevance`) or user `control_points` [[y, φ], ...]
+  (as in smogn, labels below the first point get φ = 1 and above the last the last φ: start the points at
+  the smallest label).
+  Returns {"sera", "rare_mse", "rare_count"}: SERA, and the MSE over the test samples with
+  φ ≥ `rare_threshold` (None when there are none)."""
+  from dirjax.data import smogn  # the relevance function of SMOGN/SMOTER
+
+  preds, labels = _pairs(preds, labels)
+  train_labels = _flat_labels(train_labels, "train_labels")
+  if control_points is None:
+    control_points = smogn.relevance_control_points(train_labels)
+  else:
+    control_points = np.asarray(control_points, np.float64)
+    if control_points.ndim != 2 or control_points.shape[1] != 2 or np.any(np.diff(control_points[:, 0]) <= 0):
+      raise ValueError(f"relevance control points must be [[y, φ], ...] with increasing y, got {control_points.tolist()}")
+  phi = smogn.relevance(labels, control_points)
+  rare = phi >= rare_threshold
+  errors = preds - labels
+  return {"sera": sera(preds, labels, phi), "rare_mse": float(np.mean(errors[rare] ** 2)) if rare.any() else None,
+          "rare_count": int(rare.sum())}
+
+
+def range_metrics(preds, labels, intervals) -> dict:
+  """MAE, MSE, GM and count of the samples whose label lies in one of the closed `intervals`
+  ((lo, hi), ...): a protocol's under-represented range, e.g. the blind spot ((47, 53),) of Puetz et
+  al. 2026 or the two tails of their extrapolation protocol."""
+  preds, labels = _pairs(preds, labels)
+  inside = np.zeros(labels.shape, bool)
+  for low, high in intervals:
+    inside |= (labels >= low) & (labels <= high)
+  return _error_stats(preds[inside] - labels[inside])

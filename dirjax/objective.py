@@ -15,16 +15,27 @@ batch and handed to every term; whether a term uses them is its own choice (Bala
 from __future__ import annotations
 
 import importlib
+import json
+import math
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from dirjax import losses, weighting
 
 # Registered extra terms: name -> "module:builder" (imported only when a config names it).
-TERMS: dict[str, str] = {"uvote": "dirjax.uvote:build"}
+TERMS: dict[str, str] = {
+  "conr": "dirjax.conr:build",
+  "dist_loss": "dirjax.dist_loss:build",
+  "ordinal_entropy": "dirjax.ordinal_entropy:build",
+  "rank_n_contrast": "dirjax.rank_n_contrast:build",
+  "ranksim": "dirjax.ranksim:build",
+  "uvote": "dirjax.uvote:build",
+}
 
 # Terms that replace the regression loss: `config.loss.name` may name one (it needs its own head).
 MAIN_TERMS = ("uvote",)
@@ -55,6 +66,17 @@ def element_mask(batch: dict[str, jax.Array]) -> jax.Array:
     return valid
   element = batch["mask"].astype(bool)
   return element & valid.reshape((-1,) + (1,) * (element.ndim - 1))
+
+
+def scalar_labels_and_features(term: str, inputs: TermInputs) -> tuple[jax.Array, jax.Array]:
+  """(labels [B], features [B, D]) in float32 for a term defined on one scalar label per sample; a clear
+  error for dense (per-pixel) or multi-dimensional targets."""
+  targets, features = inputs.targets, inputs.features
+  if targets.ndim != 2 or targets.shape[-1] != 1 or features.ndim != 2 or features.shape[0] != targets.shape[0]:
+    raise ValueError(f"{term} needs one scalar label and one feature vector per sample (targets [B, 1], features "
+                     f"[B, D]); got targets {targets.shape} and features {features.shape} (dense tasks such as "
+                     "depth are not supported)")
+  return targets[:, 0].astype(jnp.float32), features.astype(jnp.float32)
 
 
 def builder_of(name: str) -> Callable[..., Term]:
@@ -93,11 +115,45 @@ class Objective:
     return total, outputs
 
 
+# `config.loss.init_noise_sigma_rule` values: "" uses `loss.init_noise_sigma` as given (label units).
+SIGMA_RULES = ("", "stage1_val_rmse")
+
+
 def init_noise_sigma(config: ml_collections.ConfigDict) -> float | None:
-  """σ₀ of the model's `noise_sigma`: set when the main loss is a Balanced-MSE estimator."""
+  """σ₀ of the model's `noise_sigma`: set when the main loss is a Balanced-MSE estimator.
+
+  With `loss.init_noise_sigma_rule="stage1_val_rmse"` (RRT stage 2) σ₀ is the validation RMSE of
+  the `init_from` run's best model, √(val all/mse) from its `metrics.json`: σ is the noise scale of
+  p(y|x) (Ren et al., CVPR 2022, Eq. 3), which the stage-1 residuals estimate. The reference sets
+  σ₀ by hand per dataset, 10 years on IMDB-WIKI-DIR and 1 m on NYUD2-DIR: 0.85× and 0.68× the
+  vanilla test RMSEs of the DIR paper (√138.06 = 11.75 and 1.477); the IMDB-WIKI/AgeDB/NYUD2
+  configs keep the reference's values, the rule is for settings it does not cover
+  (docs/deviations.md row 77; measurements in docs/user_guide.md section 6).
+  """
   if config.loss.name in MAIN_TERMS:
     return None
-  return losses.init_noise_sigma(config.loss)
+  sigma = losses.init_noise_sigma(config.loss)
+  rule = config.loss.get("init_noise_sigma_rule", "")
+  if rule not in SIGMA_RULES:
+    raise ValueError(f"loss.init_noise_sigma_rule must be one of {SIGMA_RULES}, got {rule!r}")
+  if sigma is None or not rule:
+    return sigma
+  return stage1_val_rmse(config.init_from)
+
+
+def stage1_val_rmse(workdir: str) -> float:
+  """√(val all/mse) of the best model of the finished run in `workdir` (its `metrics.json`)."""
+  path = os.path.join(workdir or "", "metrics.json")
+  try:
+    with open(path) as f:
+      mse = json.load(f)["val"]["all"]["mse"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"loss.init_noise_sigma_rule='stage1_val_rmse' needs init_from to be a finished run with "
+                     f"val metrics; cannot read val/all/mse from {path!r} ({type(e).__name__}: {e}). Set "
+                     "init_from, or set loss.init_noise_sigma by hand and init_noise_sigma_rule=''.") from None
+  if not mse > 0:
+    raise ValueError(f"{path}: val/all/mse is {mse}; σ₀ = √mse must be > 0 (set loss.init_noise_sigma by hand)")
+  return math.sqrt(mse)
 
 
 def build(config: ml_collections.ConfigDict, bundle: Any) -> Objective:

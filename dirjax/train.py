@@ -43,7 +43,7 @@ from flax import nnx
 
 from dirjax import checkpoint as checkpoint_lib
 from dirjax import data as data_lib
-from dirjax import interrupts, losses, models, objective, optim, reporting, sharding, writers
+from dirjax import interrupts, losses, models, objective, optim, reporting, sam, sharding, writers
 from dirjax.data import pipeline
 from dirjax.models import regressor
 
@@ -130,20 +130,27 @@ class Experiment:
     self.config = config
     self.mesh = sharding.make_mesh(config.mesh.shape, config.mesh.axes)
     self.bundle = bundle = data_lib.get_data(config.data, seed=config.seed)
-    models.check_inputs(config.model, bundle.splits["train"][0]["inputs"])
+    sample = bundle.splits["train"][0]["inputs"]
+    models.check_inputs(config.model, np.asarray(sample, np.float32) if bundle.device_transform else sample)
     losses.validate_targets(bundle.train_labels, "training labels")
+    on_device = bundle.device_transform is not None  # batches carry their positions for device augmentation
+    workers = int(config.get("input_workers", 0))  # grain worker processes per loader (0: read in this process)
     self.train_loader = pipeline.Loader(
       bundle.splits["train"], batch_size=config.batch_size, mesh=self.mesh, shuffle=True, seed=config.seed,
-      augment=bundle.train_augment, num_threads=config.input_threads)
+      augment=bundle.train_augment, num_threads=config.input_threads, positions=on_device,
+      num_workers=workers, two_views=config.data.get("two_views", False))
     self.eval_loaders = {
       split: pipeline.Loader(bundle.splits[split], batch_size=config.eval_batch_size, mesh=self.mesh,
-                             num_threads=config.input_threads)
+                             num_threads=config.input_threads, num_workers=workers)
       for split in config.eval.splits}
+    self.fds_augment_seed = None
     if config.fds.enabled:
       on_train = bundle.fds_split == "train"
       self.fds_loader = pipeline.Loader(
         bundle.splits[bundle.fds_split], batch_size=config.batch_size, mesh=self.mesh, shuffle=on_train,
-        seed=config.seed + 1, augment=bundle.train_augment if on_train else None, num_threads=config.input_threads)
+        seed=config.seed + 1, augment=bundle.train_augment if on_train else None, num_threads=config.input_threads,
+        positions=on_device and on_train, num_workers=workers)
+      self.fds_augment_seed = config.seed + 1 if on_train else None
     self.steps_per_epoch = self.train_loader.steps_per_epoch
     self.objective = objective.build(config, bundle)
     self.sync_every_step = sharding.needs_step_sync(self.mesh)
@@ -161,7 +168,8 @@ class Experiment:
   def fresh_state(self) -> dict:
     """Initial state; with `init_from` (RRT stage 2) every network variable whose path does not
     match `train_only` (backbone, BatchNorm and FDS statistics) comes from the best checkpoint of
-    that run; the matching ones (e.g. the `head`) and σ keep their fresh initialisation."""
+    that run; the matching ones (e.g. the `head`) and σ keep their fresh initialisation, or, with
+    `config.rrt_reinit=False`, the head too comes from that run and is fine-tuned (docs/deviations.md row 78)."""
     state = self.init_state()
     if not self.config.init_from:
       return state
@@ -169,7 +177,8 @@ class Experiment:
     graphdefs, abstract = abstract_state(source, self.bundle, self.steps_per_epoch, self.replicated)
     source_state, _ = restore(os.path.join(self.config.init_from, "checkpoints"), abstract, "best")
     model = nnx.merge(self.graphdef, state["model"])
-    model.load_network(nnx.merge(graphdefs["model"], source_state["model"]), self.config.train_only)
+    fresh = self.config.train_only if self.config.get("rrt_reinit", True) else ""
+    model.load_network(nnx.merge(graphdefs["model"], source_state["model"]), fresh)
     return {"model": nnx.state(model), "optimizer": state["optimizer"]}
 
   def restore(self, directory: str, which: str | int) -> tuple[dict, dict]:
@@ -179,13 +188,19 @@ class Experiment:
   def _build_steps(self) -> None:
     graphdef, opt_graphdef, loss = self.graphdef, self.opt_graphdef, self.objective
     base_key = jax.random.key(self.config.seed)
+    device_transform = self.bundle.device_transform or (lambda batch, augment_seed, epoch: batch)
+    fds_augment_seed = self.fds_augment_seed
+    rho = sam.check_rho(self.config.optimizer.get("sam_rho", 0.0))
+    labels = optim.param_labels(self.config)
+    trainable = lambda grads: jax.tree.map(lambda label: label != "frozen", labels(grads))
 
     def train_step(state, batch, epoch, counters):
+      batch = device_transform(batch, self.config.seed, epoch)
       model = nnx.merge(graphdef, state["model"])
       optimizer = nnx.merge(opt_graphdef, state["optimizer"])
       step = optimizer.step[...].astype(jnp.int32)
       rng = jax.random.fold_in(base_key, step)
-      (value, outputs), grads = nnx.value_and_grad(lambda m: loss(m, batch, epoch, rng), has_aux=True)(model)
+      (value, outputs), grads = sam.value_and_grad(lambda m: loss(m, batch, epoch, rng), model, rho, trainable)
       optimizer.update(model, grads)
       ok = jnp.isfinite(value) & (value <= LOSS_LIMIT)
       mse = losses.mse(jax.lax.stop_gradient(outputs.preds), batch["targets"], mask=objective.element_mask(batch))
@@ -195,6 +210,7 @@ class Experiment:
       return {"model": nnx.state(model), "optimizer": nnx.state(optimizer)}, counters
 
     def predict_step(model_state, batch):
+      batch = device_transform(batch, None, 0)
       model = nnx.merge(graphdef, model_state)
       model.eval()
       outputs = model(batch["inputs"])
@@ -202,7 +218,8 @@ class Experiment:
         return {"preds": outputs.preds}
       return {"preds": outputs.preds, "uncertainty": outputs.uncertainty}
 
-    def fds_step(model_state, sums, batch):
+    def fds_step(model_state, sums, batch, epoch):
+      batch = device_transform(batch, fds_augment_seed, epoch)
       model = nnx.merge(graphdef, model_state)  # training mode: BN batch statistics, dropout on
       features = model.encoder(batch["inputs"])
       return nnx.state(model), model.fds.add_batch(sums, features, batch["targets"], objective.element_mask(batch))
@@ -232,7 +249,7 @@ class Experiment:
     model_state = state["model"]
     sums = jax.device_put(nnx.merge(self.graphdef, model_state).fds.zero_sums(), self.replicated)
     for batch in self.fds_loader(epoch):
-      model_state, sums = self.fds_step(model_state, sums, batch)
+      model_state, sums = self.fds_step(model_state, sums, batch, np.int32(epoch))
       if self.sync_every_step:
         jax.block_until_ready(sums)
     return {"model": self.fds_update(model_state, sums, np.int32(epoch)), "optimizer": state["optimizer"]}
@@ -356,7 +373,7 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str, stop_after_steps
         _check_counters(jax.device_get(counters), steps_per_epoch)
       is_best = False
       if evaluate_now:
-        metrics, _ = experiment.evaluate_splits(state["model"])
+        metrics, last_preds = experiment.evaluate_splits(state["model"])
         value = float(reporting.lookup(metrics[config.eval.select_split], metric_name))
         is_best = value < best.value
         if is_best:
@@ -372,15 +389,17 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str, stop_after_steps
     _check_counters(jax.device_get(counters), steps_per_epoch)
     ckpt.wait()
     if last is None:  # resumed after the final epoch: evaluate the restored last state
-      metrics, _ = experiment.evaluate_splits(state["model"])
+      metrics, last_preds = experiment.evaluate_splits(state["model"])
       last = {"epoch": config.num_epochs - 1, "step": step, **metrics}
   finally:
     ckpt.close()  # waits for the pending save: an `Interrupted` run exits with its checkpoint committed
     writer.close()
-  result = _evaluate_experiment(experiment, workdir, "best")
+  result, best_preds = _evaluate_experiment(experiment, workdir, "best")
   result["last"] = last
   result["selected_by"] = f"{config.eval.select_split}/{metric_name}"
   _write_json(os.path.join(workdir, "metrics.json"), result)
+  _plot_errors(experiment, workdir, {f"best-on-val (epoch {result['epoch']})": best_preds,
+                                     f"last (epoch {last['epoch']})": last_preds})
   _stop_if_requested(step, ckpt.directory)  # a signal during the final evaluation: the run is complete
   return result
 
@@ -425,7 +444,16 @@ def _write_json(path: str, obj: Any) -> None:
     writers.write_json(path, obj)
 
 
-def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int) -> dict:
+def _plot_errors(experiment: Experiment, workdir: str, preds: dict[str, dict]) -> None:
+  """`errors_<split>.png` of `config.report.split` (scalar targets): error per label bin of each named
+  model against the training-label density (`reporting.plot_label_errors`)."""
+  split = experiment.config.report.split
+  if _is_chief() and all(split in p for p in preds.values()):
+    reporting.plot_label_errors(os.path.join(workdir, f"errors_{split}.png"), split, experiment.bundle.targets(split),
+                                {name: p[split]["preds"] for name, p in preds.items()}, experiment.bundle.train_labels)
+
+
+def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int) -> tuple[dict, dict]:
   config = experiment.config
   state, meta = experiment.restore(os.path.join(workdir, "checkpoints"), which)
   metrics, preds = experiment.evaluate_splits(state["model"])
@@ -434,14 +462,14 @@ def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int)
   if sigma is not None:
     result["noise_sigma"] = sigma
   if not _is_chief():
-    return result
+    return result, preds
   for split, arrays in preds.items():
     writers.save_npz(os.path.join(workdir, f"predictions_{split}.npz"), **arrays,
                      targets=experiment.bundle.targets(split))
   for split in config.eval.splits:
     table = reporting.format_shot_table(metrics[split])
     print(f"{workdir} [{which} checkpoint, epoch {result['epoch']}] {split}:\n{table}")
-  return result
+  return result, preds
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str | int = "best") -> dict:
@@ -453,6 +481,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str | int =
   checkpoint_lib.require_checkpoints(os.path.join(workdir, "checkpoints"))
   if _is_chief():
     writers.check_writable(workdir, "workdir (evaluation writes predictions_<split>.npz and eval_<which>.json)")
-  result = _evaluate_experiment(Experiment(config), workdir, which)
+  experiment = Experiment(config)
+  result, preds = _evaluate_experiment(experiment, workdir, which)
   _write_json(os.path.join(workdir, f"eval_{which}.json"), result)
+  _plot_errors(experiment, workdir, {f"{which} checkpoint (epoch {result['epoch']})": preds})
   return result

@@ -6,8 +6,9 @@
 Times the trainer's train loader (`dirjax.data.pipeline.Loader`: shuffle → decode + resize +
 normalise → crop/flip → batch → device) with 0/1/2/... reader threads, then the same element chain
 through grain worker processes (`mp_prefetch`), and the per-image cost of each stage on one core.
-`--cache` also prepares the train split (`dirjax.data.prepared`) and times the cached loader (uint8
-batches, augmentation by `dirjax.data.device_augment`) next to the on-the-fly one, interleaved:
+`--cache` also prepares every split (`scripts/prepare_data.py --prepare_to`) and times the trainer's loader
+on them (`data.prepared_dir`: uint8 batches, `DataBundle.device_transform` jitted) next to the on-the-fly
+one, interleaved, plus the per-image costs of both paths and the load average:
 
   python -m scripts.bench_input --synthetic=2000 --workers=0 --cache --batches=20 --rounds=3
 """
@@ -61,25 +62,30 @@ def stage_costs(data_dir: str, csv: str, n: int) -> dict[str, float]:
 
 
 def bench_loader(bundle, batch_size: int, batches: int, threads: int) -> float:
-  return loader_rates(bundle.splits["train"], bundle.train_augment, None, batch_size, batches, threads)[0]
+  return loader_rates(bundle, batch_size, batches, threads)[0]
 
 
-def loader_rates(dataset, host_augment, device_augment, batch_size: int, batches: int, threads: int):
-  """(images per wall second, images per CPU second of this process) of the trainer's Loader over
-  `dataset`, with the host augmentation or (uint8 batches) `device_augment(batch, epoch, positions)`."""
+def loader_rates(bundle, batch_size: int, batches: int, threads: int, workers: int = 0, transform: bool = True):
+  """(images per wall second, images per CPU second of this process) of the trainer's train loader of
+  `bundle` (`train.Experiment`'s: shuffle, host augmentation or, for prepared splits, uint8 batches with
+  their positions and, with `transform`, `bundle.device_transform` jitted as in the train step), after a warm-up."""
   import jax
-  import jax.numpy as jnp
   from dirjax import sharding
   from dirjax.data import pipeline
   mesh = sharding.make_mesh()
-  loader = pipeline.Loader(dataset, batch_size=batch_size, mesh=mesh, shuffle=True,
-                           augment=host_augment, num_threads=threads)
-  it = itertools.chain.from_iterable(loader(epoch) for epoch in itertools.count())
-  positions = jnp.arange(batch_size)
+  on_device = bundle.device_transform is not None
+  loader = pipeline.Loader(bundle.splits["train"], batch_size=batch_size, mesh=mesh, shuffle=True,
+                           augment=bundle.train_augment, num_threads=threads, positions=on_device,
+                           num_workers=workers)
+  if on_device and transform:
+    transform = jax.jit(lambda batch, epoch: bundle.device_transform(batch, 0, epoch))
+  else:
+    transform = None
+  it = itertools.chain.from_iterable(((epoch, b) for b in loader(epoch)) for epoch in itertools.count())
 
   def next_batch():
-    batch = next(it)
-    return batch if device_augment is None else device_augment(batch["inputs"], 0, 0, positions)
+    epoch, batch = next(it)
+    return batch if transform is None else transform(batch, np.int32(epoch))
 
   jax.block_until_ready(next_batch())  # warm-up (thread start, first batch, compilation)
   t0, c0 = time.perf_counter(), time.process_time()
@@ -89,33 +95,56 @@ def loader_rates(dataset, host_augment, device_augment, batch_size: int, batches
   return images / (time.perf_counter() - t0), images / (time.process_time() - c0)
 
 
-def bench_cache(data_dir: str, csv: str, batch_size: int, batches: int, rounds: int, bundle) -> None:
-  """Prepares the train split (224², raw uint8 ArrayRecord) in a tmp dir, then times the cached
-  loader (uint8 batches, crop + flip + normalise by `device_augment`) against the on-the-fly loader
-  (0 reader threads both), interleaved over `rounds`."""
-  import grain
-  import pandas as pd
-  from dirjax.data import device_augment, prepared
-  table = pd.read_csv(os.path.join(data_dir, csv))
-  train = table[table["split"] == "train"]
+def cached_costs(bundle, n: int) -> dict[str, float]:
+  """Milliseconds per image of the prepared path (one core): record read, device normalise + crop + flip."""
+  import jax
+  source = bundle.splits["train"]
+  t0 = time.perf_counter()
+  raw = np.stack([source[i % len(source)]["inputs"] for i in range(n)])
+  t1 = time.perf_counter()
+  transform = jax.jit(lambda b: bundle.device_transform(b, 0, np.int32(0)))
+  batch = {"inputs": raw, "position": np.arange(n, dtype=np.int32)}
+  jax.block_until_ready(transform(batch))
+  t2 = time.perf_counter()
+  jax.block_until_ready(transform(batch))
+  t3 = time.perf_counter()
+  return {"record read": (t1 - t0) * 1e3 / n, "device normalise+crop+flip": (t3 - t2) * 1e3 / n}
+
+
+def bench_cache(dataset: str, config, batch_size: int, batches: int, rounds: int, bundle, workers: int) -> None:
+  """Prepares every split (224² raw uint8 ArrayRecord, `scripts/prepare_data.py --prepare_to`) in a tmp dir,
+  then times the trainer's loader on the prepared splits (`data.prepared_dir`) against the on-the-fly one,
+  0 reader threads both (and `workers` grain worker processes for the cached one if > 0), interleaved."""
+  from dirjax import data
+  from scripts import prepare_data
   with tempfile.TemporaryDirectory() as cache:
     t0 = time.perf_counter()
-    shards = prepared.prepare_split(data_dir, train["path"].tolist(), 224, os.path.join(cache, "train"),
-                                    progress=lambda m: None)
-    print(f"prepare: {len(train) / (time.perf_counter() - t0):.0f} images/s (decode + resize + write), "
-          f"{sum(os.path.getsize(s) for s in shards) / len(train):.0f} bytes per image")
-    source = grain.MapDataset.source(prepared.PreparedSource(shards, train["age"].to_numpy(), 224))
-    paths = {"on-the-fly (decode, host float32 augment)": (bundle.splits["train"], bundle.train_augment, None),
-             "prepared cache (uint8, device augment)": (source, None, device_augment.augment)}
+    prepare_data.prepare_age_splits(dataset, config.data_dir, cache, config.img_size)
+    n = sum(len(s) for s in bundle.splits.values())
+    size = sum(os.path.getsize(os.path.join(cache, f)) for f in os.listdir(cache) if f.endswith(".array_record"))
+    print(f"prepare: {n / (time.perf_counter() - t0):.0f} images/s (decode + resize + write), {size / n:.0f} bytes "
+          "per image")
+    cached_config = config.copy_and_resolve_references()
+    cached_config.prepared_dir = cache
+    cached = data.get_data(cached_config, seed=0)
+    print("per image (1 core), prepared path: "
+          + ", ".join(f"{k} {v:.3f} ms" for k, v in cached_costs(cached, 256).items()))
+    paths = {"on-the-fly (decode, host float32 augment)": (bundle, 0, True),
+             "prepared cache (uint8, device augment)": (cached, 0, True),
+             "prepared cache (uint8 batches on the device, no augment)": (cached, 0, False)}
+    if workers:
+      paths[f"prepared cache, {workers} grain worker processes (uint8 batches, no augment)"] = (cached, workers, False)
     results = {name: [] for name in paths}
     names = list(paths)
     for r in range(rounds):
-      for name in names[r % 2:] + names[:r % 2]:
-        results[name].append(loader_rates(*paths[name], batch_size, batches, 0))
+      for name in names[r % len(names):] + names[:r % len(names)]:
+        bench_bundle, bench_workers, bench_transform = paths[name]
+        results[name].append(loader_rates(bench_bundle, batch_size, batches, 0, bench_workers, bench_transform))
     for name, rates in results.items():
       wall, cpu = np.array(rates).T
       print(f"{name}: {np.median(wall):.0f} images/s (range {wall.min():.0f}-{wall.max():.0f}), "
-            f"{np.median(cpu):.0f} images per CPU-second")
+            f"{np.median(cpu):.0f} images per CPU-second of the main process")
+    print(f"load average (1, 5, 15 min): {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 def bench_processes(bundle, batch_size: int, batches: int, workers: int) -> float:
@@ -142,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--cache", action="store_true",
                       help="also prepare the train split and time the cached uint8 loader next to the on-the-fly one")
   parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the --cache comparison")
+  parser.add_argument("--cache_workers", type=int, default=0,
+                      help="--cache: also time the cached loader with this many grain worker processes")
   args = parser.parse_args(argv)
   from absl import flags
   if not flags.FLAGS.is_parsed():
@@ -169,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
       print(f"grain mp_prefetch, {w} worker process(es): "
             f"{bench_processes(bundle, args.batch_size, args.batches, w):.0f} images/s")
   if args.cache:
-    bench_cache(config.data_dir, config.csv, args.batch_size, args.batches, args.rounds, bundle)
+    bench_cache(args.dataset, config, args.batch_size, args.batches, args.rounds, bundle, args.cache_workers)
   if tmp is not None:
     tmp.cleanup()
   return 0

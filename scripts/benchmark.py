@@ -5,8 +5,9 @@ Times the trainer's own jitted functions (`dirjax.train.Experiment`: `train_step
 batch 256, Adam), one per method:
 
   vanilla (L1) · lds (SQINV + LDS: per-bin weights looked up on device) · fds (SQINV + FDS:
-  calibration inside the step) · bmc · gai · bni (Balanced MSE, learnable σ) · uvote (three heads,
-  Laplace NLL with per-head weight tables)
+  calibration inside the step) · bmc · gai · bni (Balanced MSE, learnable σ) · dist_loss (INV +
+  the soft-sort distribution term) · bsam (SQINV, SGD, two forward/backward passes per step) · uvote
+  (three heads, Laplace NLL with per-head weight tables)
 
 in fp32 and bf16 compute (parameters and optimizer state stay fp32). Inputs are generated images
 already on the device; the state is donated; the first call is compiled ahead of time and timed
@@ -59,7 +60,7 @@ from flax import nnx
 from dirjax import fds as fds_lib
 from dirjax import sharding, train
 
-METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "uvote")
+METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "dist_loss", "bsam", "uvote")
 DTYPES = {"fp32": None, "bf16": "bfloat16"}
 # IMDB-WIKI-DIR: 191.5k training images; ages 0..99 are the 100 FDS buckets.
 FULL = {"model": "resnet50", "image_size": 224, "channels": 1, "batch": 256, "steps": 50, "epoch_samples": 191_500}
@@ -185,11 +186,11 @@ def measure_fds_epoch(dtype: str, size: dict, bn_groups: int | None) -> dict:
   record = {"dtype": dtype, "samples": size["epoch_samples"], "feature_dim": fds.feature_dim,
             "buckets": fds.bucket_count}
 
-  step = experiment.fds_step.lower(model_state, sums, batch).compile()
-  model_state, sums = jax.block_until_ready(step(model_state, sums, batch))
+  step = experiment.fds_step.lower(model_state, sums, batch, epoch).compile()
+  model_state, sums = jax.block_until_ready(step(model_state, sums, batch, epoch))
   start = time.perf_counter()
   for _ in range(size["steps"]):
-    model_state, sums = step(model_state, sums, batch)
+    model_state, sums = step(model_state, sums, batch, epoch)
     if experiment.sync_every_step:
       jax.block_until_ready(sums)
   model_state, sums = jax.block_until_ready((model_state, sums))

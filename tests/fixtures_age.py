@@ -43,6 +43,6 @@ def data_config(data_dir: str, name: str = "agedb_dir", img_size: int = 32) -> C
     "name": name, "data_dir": data_dir, "csv": "agedb.csv" if name == "agedb_dir" else "imdb_wiki.csv",
     "img_size": img_size, "max_target": 121, "label_range": (0.0, 200.0),
     "bucket_num": 100, "bucket_start": 3 if name == "agedb_dir" else 0,
-    "many_shot_thr": 100, "low_shot_thr": 20,
+    "many_shot_thr": 100, "low_shot_thr": 20, "prepared_dir": "",
     "resample": {"method": "", "k": 5, "pert": 0.02, "threshold": 0.5, "thumbnail": 16},
   })

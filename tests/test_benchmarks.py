@@ -116,12 +116,15 @@ def test_bad_flags_are_rejected(argv, message):
 def test_bench_config_is_the_imdb_recipe_of_the_method(method):
   c = benchmark.bench_config(method, "bf16", benchmark.FULL, bn_groups=None)
   assert (c.batch_size, c.model.name, c.model.dtype, c.model.bn_groups) == (256, "resnet50", "bfloat16", None)
-  assert c.reweight.method == ("sqrt_inv" if method in ("lds", "fds") else "none")
+  assert c.reweight.method == {"lds": "sqrt_inv", "fds": "sqrt_inv", "bsam": "sqrt_inv", "dist_loss": "inverse"}.get(
+    method, "none")
   assert c.reweight.lds == (method == "lds")
   assert c.fds.enabled == (method == "fds")
-  assert c.loss.name == {"vanilla": "l1", "lds": "l1", "fds": "l1"}.get(method, method)
+  assert c.loss.name == ("l1" if method in ("vanilla", "lds", "fds", "dist_loss", "bsam") else method)
   assert (c.train_only, c.init_from) == ("", "")  # the whole network trains, also for BMC/GAI/BNI
-  assert c.optimizer.name == "adam"
+  assert c.optimizer.name == ("sgd" if method == "bsam" else "adam")
+  assert c.optimizer.get("sam_rho", 0.0) == (0.05 if method == "bsam" else 0.0)
+  assert ("dist" in c.get("regularizers", {})) == (method == "dist_loss")
 
 
 def test_age_labels_are_integer_ages_in_the_bucket_range():

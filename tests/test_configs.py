@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from flax import nnx
 
 from dirjax import checkpoint, reporting, train
 from dirjax.data import synthetic
@@ -131,3 +132,46 @@ def test_synthetic_1d_benchmark_balanced_mse_wins(tmp_path):
   for name in ("gai", "bmc", "gai_learnable_sigma", "bmc_learnable_sigma"):
     assert test_mse[name] < 0.2 * baseline, (name, test_mse)
   assert test_mse["reweight"] < test_mse["mse"]
+
+
+@pytest.mark.parametrize("variant", ["ranksim", "ordinal_entropy"])
+def test_images_config_one_step_representation_regularisers(variant, tmp_path):
+  """The ResNet path of `synthetic_images` with a regulariser on the encoder's features."""
+  config, results = _run_smoke(os.path.join(CONFIG_DIR, "synthetic_images.py"), str(tmp_path), only=(variant,))
+  _check_run(str(tmp_path / variant), results[variant], dict(reporting.variant_configs(config))[variant])
+
+
+def test_images_rrt_stage2_restores_the_backbone_and_trains_only_the_head(tmp_path):
+  """`synthetic_images.py:rrt_smoke` on a finished vanilla run: every parameter outside the head equals
+  the stage-1 best checkpoint after the step, the head moved, and σ started at the stage-1 val RMSE
+  recomputed from its saved predictions. (BatchNorm running statistics are not parameters: they keep
+  updating in training mode, as in the reference: docs/deviations.md R8.)"""
+  module = _load(os.path.join(CONFIG_DIR, "synthetic_images.py"))
+  stage1 = module.get_config("smoke")
+  stage1.variants = {"vanilla": {}}
+  stage1.lock()
+  train.train_and_evaluate(stage1, str(tmp_path))
+  stage1_dir = tmp_path / "vanilla"
+  saved = np.load(stage1_dir / "predictions_val.npz")
+  rmse = np.sqrt(np.mean((saved["preds"].astype(np.float64) - saved["targets"]) ** 2))
+  stage2 = module.get_config("rrt_smoke")
+  assert stage2.train_only == "head" and stage2.loss.init_noise_sigma_rule == "stage1_val_rmse"
+  stage2.init_from = str(stage1_dir)
+  stage2.lock()
+  results = train.train_and_evaluate(stage2, str(tmp_path / "stage2"))
+  assert list(results) == ["vanilla", "bmc", "gai", "bni"]
+  stage1_config = dict(reporting.variant_configs(stage1))["vanilla"]
+  before, _ = train.Experiment(stage1_config).restore(str(stage1_dir / "checkpoints"), "best")
+  flat = lambda state: {"/".join(map(str, path)): np.asarray(x[...])
+                        for path, x in nnx.to_flat_state(state["model"].filter(nnx.Param))}
+  for variant, cfg in reporting.variant_configs(stage2):
+    after, _ = train.Experiment(cfg).restore(str(tmp_path / "stage2" / variant / "checkpoints"), "latest")
+    old, new = flat(before), flat(after)
+    if variant != "vanilla":
+      assert float(new.pop("noise_sigma")) != pytest.approx(rmse, rel=1e-6)  # σ trained from ...
+    heads = [k for k in new if k.startswith("head")]
+    assert heads and all(not np.array_equal(new[k], old[k]) for k in heads)
+    for key in set(new) - set(heads):
+      np.testing.assert_array_equal(new[key], old[key], err_msg=f"{variant}: {key} changed")
+  sigma0 = float(train.Experiment(cfg).fresh_state()["model"]["noise_sigma"][...])
+  assert sigma0 == pytest.approx(rmse, rel=1e-5)  # ... σ₀ = the stage-1 val RMSE

@@ -51,12 +51,13 @@ def test_missing_and_corrupt_images_are_all_named(agedb, tmp_path):
   for p in (paths[3], paths[40]):
     with open(os.path.join(root, p), "wb") as f:
       f.write(b"not a jpeg")
-  with pytest.raises(ValueError, match="2 corrupt") as corrupt:
+  with pytest.raises(ValueError, match=r"2 image\(s\) corrupt") as corrupt:
     prepared.prepare_split(root, paths, 16, str(tmp_path / "c" / "all"), shard_rows=20, progress=lambda m: None)
   assert paths[3] in str(corrupt.value) and paths[40] in str(corrupt.value)
   written = sorted(os.listdir(tmp_path / "c"))
   assert written and not any(name.endswith(".tmp") for name in written)
-  assert len(written) == len(prepared.shard_paths("x", len(paths), 20)) - 2  # shards with a corrupt image wait
+  shards = [name for name in written if name.endswith(".array_record")]
+  assert len(shards) == len(prepared.shard_paths("x", len(paths), 20)) - 2  # shards with a corrupt image wait
 
 
 def test_source_rejects_a_split_of_another_length(agedb, tmp_path):
@@ -64,3 +65,19 @@ def test_source_rejects_a_split_of_another_length(agedb, tmp_path):
   shards = prepared.prepare_split(root, table["path"].tolist()[:5], 16, str(tmp_path / "s"), progress=lambda m: None)
   with pytest.raises(ValueError, match="prepare the split again"):
     prepared.PreparedSource(shards, np.zeros(6), 16)
+
+
+def test_simplejpeg_decode_gives_the_pillow_pixels(agedb, tmp_path, monkeypatch):
+  """With the optional `simplejpeg` the decoded + resized pixels equal Pillow's exactly (colour and grey JPEGs)."""
+  pytest.importorskip("simplejpeg")
+  from PIL import Image
+  root, table = agedb
+  paths = [os.path.join(root, p) for p in table["path"][:20]]
+  grey = str(tmp_path / "grey.jpg")
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 17), dtype=np.uint8)).save(grey, quality=85)
+  paths.append(grey)
+  fast = [images.load_rgb(p, s) for p in paths for s in (16, 37)]
+  monkeypatch.setattr(images, "simplejpeg", None)
+  for got, expected in zip(fast, [images.load_rgb(p, s) for p in paths for s in (16, 37)]):
+    assert got.dtype == np.uint8 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)

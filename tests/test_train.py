@@ -221,3 +221,22 @@ def test_own_data_module_and_model_class_by_import_path(tmp_path, monkeypatch):
     train.Experiment(tiny_config(data={"name": "user_dir_pkg.nope"}))
   with pytest.raises(ValueError, match="cannot import 'Missing' from 'user_dir_pkg.nets'"):
     train.Experiment(tiny_config(model={"name": "user_dir_pkg.nets:Missing"}))
+
+
+def test_sigma_rule_starts_stage2_at_the_stage1_val_rmse(tmp_path):
+  """`loss.init_noise_sigma_rule="stage1_val_rmse"`: σ₀ = √(mean squared error of the stage-1 best
+  model's val predictions), recomputed here in numpy from the predictions the run saved."""
+  stage1 = tiny_config(loss={"name": "mse"}, num_epochs=2, fds={"enabled": False})
+  train.train_and_evaluate(stage1, str(tmp_path / "stage1"))
+  saved = np.load(tmp_path / "stage1" / "predictions_val.npz")
+  rmse = np.sqrt(np.mean((saved["preds"].astype(np.float64) - saved["targets"]) ** 2))
+  stage2 = tiny_config(loss={"name": "bmc", "init_noise_sigma_rule": "stage1_val_rmse"}, num_epochs=1,
+                       fds={"enabled": False}, init_from=str(tmp_path / "stage1"), train_only="head")
+  sigma0 = float(train.Experiment(stage2).fresh_state()["model"]["noise_sigma"][...])
+  assert sigma0 == pytest.approx(rmse, rel=1e-5)
+  assert sigma0 != pytest.approx(stage2.loss.init_noise_sigma, rel=1e-2)  # the rule, not the number
+  no_stage1 = tiny_config(loss={"name": "bmc", "init_noise_sigma_rule": "stage1_val_rmse"})
+  with pytest.raises(ValueError, match="needs init_from"):
+    train.Experiment(no_stage1)
+  with pytest.raises(ValueError, match="init_noise_sigma_rule must be one of"):
+    train.Experiment(tiny_config(loss={"name": "bmc", "init_noise_sigma_rule": "label_std"}))

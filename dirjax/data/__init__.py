@@ -48,6 +48,11 @@ class DataBundle:
   `split_targets` (optional): each split's targets in split order, when the benchmark has them
   without reading its elements (the age benchmarks, whose elements decode a JPEG); `targets(split)`
   reads them from there, else from the elements.
+
+  `device_transform` (optional): `(batch, augment_seed, epoch) -> batch` run inside the jitted steps on
+  every batch, when the elements hold raw inputs (the age benchmarks' prepared uint8 images) that the
+  device normalises and, with an `augment_seed` (training), augments from (seed, epoch, `batch["position"]`);
+  `None` as `augment_seed` for evaluation. Such bundles have no `train_augment`.
   """
   splits: dict[str, grain.MapDataset]
   train_augment: Callable[[dict, np.random.Generator], dict] | None
@@ -59,6 +64,7 @@ class DataBundle:
   train_bin_counts: np.ndarray | None = None
   first_counted_bin: int = 0
   split_targets: dict[str, np.ndarray] | None = None
+  device_transform: Callable[[dict, int | None, Any], dict] | None = None
 
   def targets(self, split: str) -> np.ndarray:
     """The targets of `split` stacked in split order (`[N, *target shape]`)."""
@@ -99,11 +105,15 @@ def get_data(config: Any, *, seed: int) -> DataBundle:
 
 def scalar_evaluator(split_labels: dict[str, np.ndarray], train_labels: np.ndarray,
                      binning: weighting.Binning, *, many_shot_thr: int = 100,
-                     low_shot_thr: int = 20) -> Callable[[str, np.ndarray], dict]:
-  """Default `DataBundle.evaluate` for scalar targets: DIR shot metrics + Balanced-MSE metrics.
+                     low_shot_thr: int = 20, relevance_points=None,
+                     ranges: dict | None = None) -> Callable[[str, np.ndarray], dict]:
+  """Default `DataBundle.evaluate` for scalar targets: DIR shot metrics + Balanced-MSE metrics + SERA.
 
-  Returns `{"all"|"many"|"medium"|"few": {"mae","mse","gm","count"}, "balanced": {...}}`
-  (DIR `shot_metrics`, thresholds 100/20 for the age benchmarks; `balanced_metrics` of Ren et al.).
+  Returns `{"all"|"many"|"medium"|"few": {"mae","mse","gm","count"}, "balanced": {...},
+  "relevance": {"sera", ...}}` (DIR `shot_metrics`, thresholds 100/20 for the age benchmarks;
+  `balanced_metrics` of Ren et al.; `relevance_metrics` with φ of the training labels or
+  `relevance_points`) and `"ranges": {name: {"mae","mse","gm","count"}}` of the samples inside
+  each label range of `ranges` ({name: ((lo, hi), ...)}, a protocol's under-represented range).
   """
   from dirjax import metrics  # imported lazily: host-side only
 
@@ -116,6 +126,9 @@ def scalar_evaluator(split_labels: dict[str, np.ndarray], train_labels: np.ndarr
                                low_shot_thr=low_shot_thr, binning=binning)
     out["balanced"] = metrics.balanced_metrics(preds, labels, binning=binning, train_labels=train_labels,
                                                many_shot_thr=many_shot_thr, low_shot_thr=low_shot_thr)
+    out["relevance"] = metrics.relevance_metrics(preds, labels, train_labels, relevance_points)
+    if ranges:
+      out["ranges"] = {name: metrics.range_metrics(preds, labels, intervals) for name, intervals in ranges.items()}
     return out
 
   return evaluate

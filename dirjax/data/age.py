@@ -23,6 +23,13 @@ maintainers describe. Neighbours are searched on `resample.thumbnail`² RGB thum
 the full 224² images would make the search 200× more expensive for the same neighbours in
 practice); the synthetic faces are built at full size when read (`ResampledAgeSource`).
 Shot groups still come from the original training labels.
+
+Prepared splits (`config.prepared_dir`, written by `scripts/prepare_data.py --prepare_to`): every split is
+read from its uint8 `img_size`² ArrayRecord cache (`dirjax.data.prepared`) instead of the JPEGs, and the
+normalisation, pad-16 crop and flip run on the device inside the jitted steps
+(`DataBundle.device_transform` = `dirjax.data.device_augment.transform`); the images under `data_dir`
+are then not read (the CSV still is). Same pixels as the on-the-fly path; the crops and flips are
+drawn by a different RNG with the same distribution. Not combined with SMOTER / SMOGN.
 """
 
 import concurrent.futures
@@ -35,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from dirjax import weighting
-from dirjax.data import DataBundle, images, scalar_evaluator, smogn
+from dirjax.data import DataBundle, device_augment, images, prepared, protocols, scalar_evaluator, smogn
 
 SPLITS = ("train", "val", "test")
 LABEL_RANGE = (0.0, 200.0)  # create_imdb_wiki keeps 0 <= age <= 200
@@ -166,29 +173,51 @@ def check_images(data_dir: str, csv_name: str, paths: list[str], benchmark: AgeB
       f"{os.path.join(data_dir, benchmark.images)} exists (see scripts/prepare_data.py).")
 
 
-def load_table(config: Any, benchmark: AgeBenchmark) -> tuple[str, pd.DataFrame]:
-  """Validates `data_dir`, the CSV and the images of `config`; returns (data_dir, table)."""
+def split_file(config: Any, benchmark: AgeBenchmark) -> str:
+  """`config.csv`, or `protocols/<file>` for `config.protocol` (AgeDB-DIR only, `dirjax.data.protocols`)."""
+  name = config.get("protocol", "")
+  if not name:
+    return config.csv
+  if benchmark.name != "AgeDB-DIR":
+    raise ValueError(f"data.protocol={name!r}: the stress-test protocols resample AgeDB-DIR only, not {benchmark.name}")
+  return os.path.join("protocols", protocols.get(name).file)
+
+
+def load_table(config: Any, benchmark: AgeBenchmark, *, check_files: bool = True) -> tuple[str, pd.DataFrame]:
+  """Validates `data_dir`, the CSV and (with `check_files`) the images of `config`; returns (data_dir, table)."""
+  csv = split_file(config, benchmark)
   data_dir = os.path.abspath(os.path.expanduser(config.data_dir))
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(
-      f"{benchmark.name} data_dir {data_dir} does not exist; it must hold {config.csv} and "
+      f"{benchmark.name} data_dir {data_dir} does not exist; it must hold {csv} and "
       f"{benchmark.images}/ ({benchmark.source}; see scripts/prepare_data.py)")
-  csv_path = os.path.join(data_dir, config.csv)
+  csv_path = os.path.join(data_dir, csv)
   if not os.path.isfile(csv_path):
-    raise FileNotFoundError(
-      f"split file {csv_path} not found; {benchmark.name} needs {benchmark.csv} ({benchmark.source}; "
-      "see scripts/prepare_data.py)")
+    where = (f"the protocol files of noah-puetz/deconstructing_deep_imbalanced_regression data/ copied into "
+             f"{os.path.join(data_dir, 'protocols')}" if csv != config.csv else
+             f"{benchmark.csv} ({benchmark.source}; see scripts/prepare_data.py)")
+    raise FileNotFoundError(f"split file {csv_path} not found; {benchmark.name} needs {where}")
   table = read_split_table(csv_path, tuple(config.label_range))
-  check_images(data_dir, config.csv, table["path"].tolist(), benchmark)
+  if check_files:
+    check_images(data_dir, csv, table["path"].tolist(), benchmark)
   return data_dir, table
 
 
 def get_data(config: Any, *, seed: int, benchmark: AgeBenchmark) -> DataBundle:
   """DataBundle of an age benchmark (contract in docs/architecture.md); `seed` drives SMOTER / SMOGN only."""
-  data_dir, table = load_table(config, benchmark)
+  prepared_dir = config.get("prepared_dir", "")
+  if prepared_dir and config.resample.method:
+    raise ValueError(f"data.prepared_dir={prepared_dir!r} cannot be combined with data.resample.method="
+                     f"{config.resample.method!r} (SMOTER / SMOGN build faces from the original images); set one")
+  data_dir, table = load_table(config, benchmark, check_files=not prepared_dir)
   labels = {s: table.loc[table["split"] == s, "age"].to_numpy(np.float32) for s in SPLITS}
   paths = {s: table.loc[table["split"] == s, "path"].tolist() for s in SPLITS}
-  sources = {s: AgeImageSource(data_dir, paths[s], labels[s], config.img_size) for s in SPLITS}
+  if prepared_dir:
+    prepared_dir = os.path.abspath(os.path.expanduser(prepared_dir))
+    sources = {s: prepared.open_split(os.path.join(prepared_dir, s), paths[s], labels[s], config.img_size)
+               for s in SPLITS}
+  else:
+    sources = {s: AgeImageSource(data_dir, paths[s], labels[s], config.img_size) for s in SPLITS}
   train_labels = labels["train"]
   if config.resample.method:
     thumbnails = AgeImageSource(data_dir, paths["train"], labels["train"], config.resample.thumbnail)
@@ -201,13 +230,16 @@ def get_data(config: Any, *, seed: int, benchmark: AgeBenchmark) -> DataBundle:
   exact_ages = weighting.Binning(num_bins=int(config.label_range[1]) + 1)
   return DataBundle(
     splits=splits,
-    train_augment=images.train_augment,
+    train_augment=None if prepared_dir else images.train_augment,
+    device_transform=device_augment.transform if prepared_dir else None,
     train_labels=train_labels,
     binning=binning,
     fds_buckets={"bucket_num": config.bucket_num, "bucket_start": config.bucket_start,
                  "bucketing": "integer", "edge_pooling": "presence"},
     evaluate=scalar_evaluator({**labels, "train": train_labels}, labels["train"], exact_ages,
-                              many_shot_thr=config.many_shot_thr, low_shot_thr=config.low_shot_thr),
+                              many_shot_thr=config.many_shot_thr, low_shot_thr=config.low_shot_thr,
+                              relevance_points=config.get("relevance_points") or None,
+                              ranges=protocols.get(config.protocol).ranges if config.get("protocol") else None),
     split_targets={s: y[:, None] for s, y in {**labels, "train": train_labels}.items()},
   )
 

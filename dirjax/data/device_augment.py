@@ -58,3 +58,13 @@ def crop_flip(images: jax.Array, top: jax.Array, left: jax.Array, flip: jax.Arra
 def augment(images: jax.Array, seed: int, epoch: jax.Array, positions: jax.Array) -> jax.Array:
   """`crop_flip` with the draws of `crop_flip_params(seed, epoch, positions)`."""
   return crop_flip(images, *crop_flip_params(seed, epoch, positions))
+
+
+def transform(batch: dict, augment_seed: int | None, epoch: jax.Array) -> dict:
+  """`DataBundle.device_transform` of prepared age splits: uint8 `inputs` → normalised float32, cropped and
+  flipped from (augment_seed, epoch, `batch["position"]`) when `augment_seed` is not None; `position` is dropped."""
+  batch = dict(batch)
+  positions = batch.pop("position", None)
+  if augment_seed is None:
+    return {**batch, "inputs": normalize(batch["inputs"])}
+  return {**batch, "inputs": augment(batch["inputs"], augment_seed, epoch, positions)}

@@ -13,8 +13,8 @@ needs to know about pixel formats. Cost on this project's 2-core VM (`scripts/be
 AgeDB-like JPEGs, idle machine): decode + resize ≈ 1.4 ms, normalise ≈ 0.4 ms, crop + flip
 ≈ 0.2 ms per image, i.e. host-side float conversion adds ≈ 25 % to the decode and makes batches 4×
 larger than uint8 ones. `dirjax.data.device_augment` is the same transform on uint8 batches on the
-device, and `dirjax.data.prepared` stores the resized uint8 images once; the trainer does not use
-them yet.
+device, and `dirjax.data.prepared` stores the resized uint8 images once; the trainer uses both
+when `data.prepared_dir` is set (`dirjax.data.age`).
 """
 
 import os
@@ -22,24 +22,41 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+try:  # optional extra `fast_decode`: libjpeg-turbo without Pillow's per-image overhead, same pixels
+  import simplejpeg
+except ImportError:
+  simplejpeg = None
+
 PAD_VALUE = -1.0  # normalised black: (0 / 255 - 0.5) / 0.5
 
 
 def load_rgb(path: str, size: int) -> np.ndarray:
   """Decodes `path` (JPEG/PNG/...) to RGB and resizes it to `size`×`size` (PIL bilinear) → uint8 [H, W, 3].
 
-  A missing, truncated or non-image file raises `ValueError` naming the file.
+  A missing, truncated or non-image file raises `ValueError` naming the file. JPEGs are decoded by
+  `simplejpeg` when it is installed (exact libjpeg-turbo decode: the same pixels as Pillow's, measured
+  on every test fixture; files it cannot read, e.g. CMYK, fall back to Pillow).
   """
+  if simplejpeg is not None and path.lower().endswith((".jpg", ".jpeg")):
+    try:
+      with open(path, "rb") as f:
+        return _resized(Image.fromarray(simplejpeg.decode_jpeg(f.read(), colorspace="RGB")), size)
+    except (OSError, ValueError):
+      pass  # unreadable or unsupported by simplejpeg: Pillow decodes it or names the problem below
   try:
     with Image.open(path) as image:
-      image = image.convert("RGB")
-      if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
-      return np.asarray(image, dtype=np.uint8)
+      return _resized(image.convert("RGB"), size)
   except FileNotFoundError as e:
     raise ValueError(f"image file {path} does not exist") from e
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise ValueError(f"corrupt or unreadable image {path}: {e}") from e
+
+
+def _resized(image: Image.Image, size: int) -> np.ndarray:
+  """`image` resized to `size`×`size` (PIL bilinear, unless it already is) → uint8 [H, W, 3]."""
+  if image.size != (size, size):
+    image = image.resize((size, size), Image.BILINEAR)
+  return np.asarray(image, dtype=np.uint8)
 
 
 def normalize(image: np.ndarray) -> np.ndarray:

@@ -7,6 +7,9 @@ the start of that order, and the padded rows carry `valid = False` (every loss, 
 evaluation ignores them; they are real examples so BatchNorm batch statistics stay sane). The
 augmentation RNG of an element is derived from (seed, epoch, position in the epoch) by grain's
 `random_map`. So resuming at `(epoch, step)` rebuilds exactly the batches of an uninterrupted run.
+With `two_views` (`config.data.two_views`, for ConR and Rank-N-Contrast) the augmentation runs twice
+per element from that one RNG stream and the second result's inputs become `inputs_view2`: two
+independent views of the same example with the same (first view's) targets, as reproducible as one.
 
 Each process reads only its rows of every global batch (`sharding.process_rows`); batches are
 placed with `sharding.to_global` on `NamedSharding(mesh, P("data"))`.
@@ -58,21 +61,39 @@ class ArrayDataset(grain.MapDataset):
     return {k: v[indices] for k, v in self._arrays.items()}
 
 
+def _two_views(augment: Augment) -> Augment:
+  def both(element: dict, rng: np.random.Generator) -> dict:
+    first = augment(element, rng)
+    second = augment(element, rng)
+    return {**first, "inputs_view2": second["inputs"]}
+  return both
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
   return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 class Loader:
   """Fixed-size global batches of one split: `loader(epoch, start_step)` yields dicts of global
-  arrays (the element keys plus `valid`, a bool `[batch_size]` row mask)."""
+  arrays (the element keys plus `valid`, a bool `[batch_size]` row mask, and with `positions=True`
+  `position`, each row's int32 index in the epoch's order, which seeds augmentation on the device)."""
 
   def __init__(self, dataset: grain.MapDataset, *, batch_size: int, mesh: Mesh, shuffle: bool = False,
-               seed: int = 0, augment: Augment | None = None, num_threads: int = 0):
+               seed: int = 0, augment: Augment | None = None, num_threads: int = 0, positions: bool = False,
+               num_workers: int = 0, two_views: bool = False):
     if len(dataset) == 0:
       raise ValueError("cannot batch an empty split")
+    if two_views:
+      if augment is None:
+        raise ValueError("data.two_views=True needs a training augmentation, but this dataset has none (e.g. "
+                         "synthetic_images with data.augment=False): turn the augmentation on or two_views off")
+      augment = _two_views(augment)
     sharding.check_batch_size(batch_size, mesh)
     self.dataset, self.batch_size, self.mesh = dataset, batch_size, mesh
     self.shuffle, self.seed, self.augment, self.num_threads = shuffle, seed, augment, num_threads
+    self.positions, self.num_workers = positions, num_workers
+    if num_workers < 0:
+      raise ValueError(f"input_workers must be >= 0, got {num_workers}")
     self.steps_per_epoch = -(-len(dataset) // batch_size)
 
   def indices(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,22 +107,30 @@ class Loader:
     """This process's rows of every batch of the epoch, as a grain dataset of numpy batches."""
     rows = sharding.process_rows(self.batch_size, self.mesh)
     index, valid = (a[:, rows] for a in self.indices(epoch))
-    if self.augment is None and isinstance(self.dataset, ArrayDataset):
-      batches = grain.MapDataset.range(self.steps_per_epoch).map(lambda s: self.dataset.gather(index[s]))
+    dataset = self.dataset  # the closures below hold no `self` (its mesh), so worker processes can unpickle them
+    if self.augment is None and isinstance(dataset, ArrayDataset):
+      batches = grain.MapDataset.range(self.steps_per_epoch).map(lambda s: dataset.gather(index[s]))
     else:
-      elements = grain.MapDataset.source(index.ravel()).map(lambda i: self.dataset[int(i)])
+      elements = grain.MapDataset.source(index.ravel()).map(lambda i: dataset[int(i)])
       if self.augment is not None:
         elements = elements.random_map(self.augment, seed=_epoch_seed(self.seed, epoch))
       batches = elements.batch(index.shape[1])
-    return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s]})
+    if not self.positions:
+      return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s]})
+    position = (np.arange(self.steps_per_epoch)[:, None] * self.batch_size + rows).astype(np.int32)
+    return batches.map_with_index(lambda s, batch: {**batch, "valid": valid[s], "position": position[s]})
 
   def local_batch(self, epoch: int, step: int) -> dict[str, np.ndarray]:
     return self._local_batches(epoch)[step]
 
   def __call__(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
     """Batches `start_step, ...` of epoch `epoch`. Leaving the loop early (a stop, an exception) closes the
-    reader: its threads are shut down and pending reads cancelled, so none outlives the loop."""
-    batches = iter(self._local_batches(epoch)[start_step:].to_iter_dataset(read_options(self.num_threads)))
+    reader: its threads (and worker processes) are shut down and pending reads cancelled, so none outlives the
+    loop. With `num_workers` > 0 grain worker processes read the batches (`grain.MultiprocessingOptions`)."""
+    batches = self._local_batches(epoch)[start_step:].to_iter_dataset(read_options(self.num_threads))
+    if self.num_workers:  # whole batches are read and assembled in the workers; order is kept
+      batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.num_workers, per_worker_buffer_size=2))
+    batches = iter(batches)
     try:
       for batch in batches:
         yield sharding.to_global(batch, self.mesh)

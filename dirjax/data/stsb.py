@@ -250,7 +250,9 @@ def get_data(config: Any, *, seed: int) -> DataBundle:
     if split not in labels:
       raise ValueError(f"unknown split {split!r}; have {sorted(labels)}")
     preds = np.asarray(preds, np.float64).reshape(labels[split].shape)
-    return metrics.correlation_metrics(preds, labels[split])
+    out = metrics.correlation_metrics(preds, labels[split])
+    out["relevance"] = metrics.relevance_metrics(preds, labels[split], labels["train"])
+    return out
 
   return DataBundle(
     splits={s: ArrayDataset({"inputs": inputs[s], "targets": labels[s][:, None]}) for s in SPLIT_FILES},
