@@ -23,6 +23,7 @@ def get_config(arg: str = ""):
   c = age_common.base_config("agedb")
   c.batch_size = 64  # train_gradual.py default
   c.head = ml_collections.ConfigDict({"name": "uvote", "num_heads": 2})  # --num_branch 2: r = (0, 1)
+  c.optimizer.lr_scales = {"head/log_scale": 0.1}  # train_gradual.py L207–215: the logvar layers at 0.1·lr
   c.loss = ml_collections.ConfigDict({
     "name": "uvote", "dynamic": True, "head0_dynamic": False, "log_scale_clip": (-5.0, 5.0)})
   return age_common.for_arg(c, arg)

@@ -23,6 +23,7 @@ from configs import age_common
 def get_config(arg: str = ""):
   c = age_common.base_config("imdb")
   c.head = ml_collections.ConfigDict({"name": "uvote", "num_heads": 3})  # --num_branch 3: r = (0, ½, 1)
+  c.optimizer.lr_scales = {"head/log_scale": 0.1}  # train_gradual.py L207–215: the logvar layers at 0.1·lr
   c.loss = ml_collections.ConfigDict({
     "name": "uvote", "dynamic": True, "head0_dynamic": True, "log_scale_clip": (-5.0, 10.0)})
   return age_common.for_arg(c, arg)

@@ -47,7 +47,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "low_shot_thr": 20})
   c.model = ml_collections.ConfigDict({"name": "resnet18", "in_channels": 1, "stem": "imagenet", "width": 64})
   c.optimizer = ml_collections.ConfigDict({
-    "name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "sam_rho": 0.0})
+    "name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "sam_rho": 0.0, "lr_scales": {}})
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
     "sigma_schedule": "constant", "prior": "", "gmm_components": 8, "init_noise_sigma_rule": "",
@@ -77,7 +77,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # RankSim at the age benchmarks' README values (γ 100, λ 2); ordinal entropy at the reference weight 1.
     "ranksim": {"regularizers": {"ranksim": {"name": "ranksim", "weight": 100.0, "interpolation": 2.0}}},
     "ordinal_entropy": {"regularizers": {"ordinal_entropy": {"name": "ordinal_entropy", "weight": 1.0}}},
-    "uvote": {"head": {"name": "uvote", "num_heads": 2},
+    "uvote": {"head": {"name": "uvote", "num_heads": 2}, "optimizer": {"lr_scales": {"head/log_scale": 0.1}},
               "loss": {"name": "uvote", "dynamic": True, "head0_dynamic": False, "log_scale_clip": (-5.0, 5.0)}},
   })
   if arg not in ("", "smoke", "rrt", "rrt_smoke"):
