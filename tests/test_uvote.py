@@ -183,3 +183,21 @@ def test_bad_inputs():
                                       "reweight": {"method": "sqrt_inv"}})
   with pytest.raises(ValueError, match="reweight.method='none'"):
     uvote.build(ml_collections.ConfigDict({}), config, types.SimpleNamespace(train_labels=labels, binning=BINNING))
+
+
+@pytest.mark.parametrize("name", ["agedb_uvote", "imdb_uvote"])
+def test_configs_train_the_log_scale_layers_at_a_tenth_of_the_lr(name):
+  # train_gradual.py L207–215: the `logvar_linears` group at 0.1·lr. Adam's first step is lr·g/(|g| + eps).
+  import importlib
+  from dirjax import optim
+  config = importlib.import_module(f"configs.{name}").get_config()
+  model = FakeModel(uvote.UvoteHead(4, 2, rngs=nnx.Rngs(0)))
+  before = jax.tree.map(np.array, nnx.state(model, nnx.Param))
+  opt = nnx.Optimizer(model, optim.build_optimizer(config, steps_per_epoch=10), wrt=nnx.Param)
+  opt.update(model, jax.tree.map(lambda p: jnp.full_like(p, 0.5), nnx.state(model, nnx.Param)))
+  after = jax.tree.map(np.array, nnx.state(model, nnx.Param))
+  lr = config.optimizer.lr
+  for layer, factor in (("mean", 1.0), ("log_scale", 0.1)):
+    for leaf in ("kernel", "bias"):
+      moved = before["head"][layer][leaf] - after["head"][layer][leaf]
+      np.testing.assert_allclose(moved, factor * lr, rtol=1e-4, err_msg=f"{layer}/{leaf}")
