@@ -14,6 +14,10 @@ deep regression", GCPR 2024; SherryJYC/UVOTE `agedb-dir/`).
 * `head_weight_tables`: w_m = 1/c_m per label bin, c_m = n^{r_m}, r_m = linspace(0, 1, M)[m], the
   r_m ≥ 1 head's c clipped to [5, 1000] (`datasets_gradual.py` L27–32, L74–101), each head's table
   scaled to mean 1 over the training samples.
+* The log-scale layers train at 0.1·lr on the main schedule (`train_gradual.py` L207–215, `utils.py`
+  `adjust_learning_rate`): `config.optimizer.lr_scales = {"head/log_scale": 0.1}` in every UVOTE config. At the
+  full lr, s grows with the early errors, b = exp(s) scales the mean's gradient sign(μ − y)/b down and head 0
+  never fits the tail (docs/reproduction.md, "Uncertainty heads").
 """
 
 from __future__ import annotations
