@@ -12,8 +12,9 @@ Variants (as the rows of the DIR / Balanced-MSE tables): vanilla, SQINV + LDS (G
 σ 2), FDS (ks 5, σ 2), and Balanced MSE BMC / GAI (8-component GMM) / BNI, each with a learnable
 σ₀ = 5 (σ lr 1e-2, constant, as the IMDB-WIKI runs), ConR (two augmented views, the AgeDB-DIR
 hyper-parameters of BorealisAI/ConR `agedb-dir/README.md`: ω 1, β 4, e 0.01, τ 0.07) and UVOTE (two
-heads, r = 0 and 1, Laplace NLL with the dynamic loss, as its AgeDB README). Rank-N-Contrast
-trains in two stages, which a variant cannot express (no synthetic RnC config yet).
+heads, r = 0 and 1, Laplace NLL with the dynamic loss, log-scale layers at 0.1·lr, as its AgeDB README
+and `train_gradual.py`). Rank-N-Contrast trains in two stages, which a variant cannot express (no
+synthetic RnC config yet).
 
 Run (44 min on 2 CPU cores, about 7 min per variant; faster on a GPU); prints the many/medium/few
 table of the best-on-val and last models and saves comparison.md/json and predictions.png:
