@@ -48,7 +48,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "low_shot_thr": 20})
   c.model = ml_collections.ConfigDict({"name": "resnet18", "in_channels": 1, "stem": "imagenet", "width": 64})
   c.optimizer = ml_collections.ConfigDict({
-    "name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "sam_rho": 0.0, "lr_scales": {}})
+    "name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "sam_rho": 0.0, "lr_scales": None})
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
     "sigma_schedule": "constant", "prior": "", "gmm_components": 8, "init_noise_sigma_rule": "",
