@@ -17,13 +17,15 @@ def load(name: str, arg: str = ""):
 
 def test_uvote_reference_hyper_parameters():
   # SherryJYC/UVOTE README commands + train_gradual.py defaults (AgeDB: 2 branches, batch 64, clip [-5, 5];
-  # IMDB-WIKI: 3 branches, batch 256, clip [-5, 10], α_e on head 0); Adam 1e-3, 90 epochs, ×0.1 at 60/80.
+  # IMDB-WIKI: 3 branches, batch 256, clip [-5, 10], α_e on head 0); Adam 1e-3, 90 epochs, ×0.1 at 60/80;
+  # the log-scale layers at 0.1·lr.
   for name, heads, batch, clip, head0 in (("agedb_uvote", 2, 64, (-5, 5), False), ("imdb_uvote", 3, 256, (-5, 10), True)):
     c = load(name)
     assert (c.head.name, c.head.num_heads, c.batch_size) == ("uvote", heads, batch)
     assert c.loss.name == "uvote" and c.loss.dynamic and c.loss.head0_dynamic == head0
     assert tuple(c.loss.log_scale_clip) == clip and c.reweight.method == "none"
     assert (c.optimizer.lr, c.num_epochs, tuple(c.optimizer.milestones)) == (1e-3, 90, (60, 80))
+    assert dict(c.optimizer.lr_scales) == {"head/log_scale": 0.1}  # the logvar group's 0.1·lr (L207–215)
 
 
 @pytest.fixture(scope="module")
