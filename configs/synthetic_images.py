@@ -10,9 +10,11 @@ benchmarks) shows where each method helps. ResNet-18 (ImageNet stem, trained fro
 
 Variants (as the rows of the DIR / Balanced-MSE tables): vanilla, SQINV + LDS (Gaussian, ks 5,
 σ 2), FDS (ks 5, σ 2), and Balanced MSE BMC / GAI (8-component GMM) / BNI, each with a learnable
-σ₀ = 5 (σ lr 1e-2, constant, as the IMDB-WIKI runs), and ConR (two augmented views, the AgeDB-DIR
-hyper-parameters of BorealisAI/ConR `agedb-dir/README.md`: ω 1, β 4, e 0.01, τ 0.07). Rank-N-Contrast
-trains in two stages, which a variant cannot express: `:rnc` and `:rnc_linear` below.
+σ₀ = 5 (σ lr 1e-2, constant, as the IMDB-WIKI runs), ConR (two augmented views, the AgeDB-DIR
+hyper-parameters of BorealisAI/ConR `agedb-dir/README.md`: ω 1, β 4, e 0.01, τ 0.07) and UVOTE (two
+heads, r = 0 and 1, Laplace NLL with the dynamic loss, log-scale layers at 0.1·lr, as its AgeDB README
+and `train_gradual.py`). Rank-N-Contrast trains in two stages, which a variant cannot express:
+`:rnc` and `:rnc_linear` below.
 
 Run (44 min on 2 CPU cores, about 7 min per variant; faster on a GPU); prints the many/medium/few
 table of the best-on-val and last models and saves comparison.md/json and predictions.png:
@@ -54,11 +56,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "low_shot_thr": 20})
   c.model = ml_collections.ConfigDict({"name": "resnet18", "in_channels": 1, "stem": "imagenet", "width": 64})
   c.optimizer = ml_collections.ConfigDict({
-    "name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "sam_rho": 0.0})
+    "name": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine", "sam_rho": 0.0, "lr_scales": None})
   c.loss = ml_collections.ConfigDict({
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
     "sigma_schedule": "constant", "prior": "", "gmm_components": 8, "init_noise_sigma_rule": "",
-    "init_noise_sigma_rule_scale": 1.0})
+    "init_noise_sigma_rule_scale": 1.0,
+    "dynamic": False, "head0_dynamic": False, "log_scale_clip": (-5.0, 5.0)})  # the last three: UVOTE's loss
+  c.head = ml_collections.ConfigDict({"name": "linear", "num_heads": 1})  # the uvote variant sets its own
   c.regularizers = ml_collections.ConfigDict()  # label -> term section (dirjax.objective); set by variants
   c.eval.every_epochs = c.checkpoint.every_epochs = 1
   c.eval.select_metric = "all/mae"
@@ -83,6 +87,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # RankSim at the age benchmarks' README values (γ 100, λ 2); ordinal entropy at the reference weight 1.
     "ranksim": {"regularizers": {"ranksim": {"name": "ranksim", "weight": 100.0, "interpolation": 2.0}}},
     "ordinal_entropy": {"regularizers": {"ordinal_entropy": {"name": "ordinal_entropy", "weight": 1.0}}},
+    "uvote": {"head": {"name": "uvote", "num_heads": 2}, "optimizer": {"lr_scales": {"head/log_scale": 0.1}},
+              "loss": {"name": "uvote", "dynamic": True, "head0_dynamic": False, "log_scale_clip": (-5.0, 5.0)}},
   })
   stages = {"rrt": rrt_stage2, "rnc": rnc_stage1, "rnc_linear": rnc_stage2}
   stage = arg.removesuffix("smoke").removesuffix("_")

@@ -2,7 +2,8 @@
 
 A term is a pure, jit-able function `term(inputs: TermInputs) -> scalar` of what the training step
 has (see `TermInputs`). The main term is `config.loss` (`dirjax.losses.build_term`: a regression
-loss or a Balanced-MSE estimator); `config.regularizers` (label → section, empty by default) adds
+loss or a Balanced-MSE estimator; or a `MAIN_TERMS` name, a term that brings its own likelihood, e.g.
+UVOTE's Laplace NLL over its heads); `config.regularizers` (label → section, empty by default) adds
 more. A section's `name` picks its builder from `TERMS` or is the import path of the user's own,
 `"my_project.terms:build"`, called as `build(section, config, bundle) -> term` once at set-up, on
 the host (it may fit priors, build tables, read `bundle.train_labels`).
@@ -33,7 +34,11 @@ TERMS: dict[str, str] = {
   "ordinal_entropy": "dirjax.ordinal_entropy:build",
   "rank_n_contrast": "dirjax.rank_n_contrast:build",
   "ranksim": "dirjax.ranksim:build",
+  "uvote": "dirjax.uvote:build",
 }
+
+# Terms that replace the regression loss: `config.loss.name` may name one (it needs its own head).
+MAIN_TERMS = ("uvote",)
 
 
 class TermInputs(NamedTuple):
@@ -126,6 +131,8 @@ def init_noise_sigma(config: ml_collections.ConfigDict) -> float | None:
   rule is for settings it does not cover (docs/deviations.md rows 77 and 79; `synthetic_images.py:rrt`
   uses the scale 0.5, measurements in docs/reproduction.md).
   """
+  if config.loss.name in MAIN_TERMS:
+    return None
   sigma = losses.init_noise_sigma(config.loss)
   rule = config.loss.get("init_noise_sigma_rule", "")
   scale = config.loss.get("init_noise_sigma_rule_scale", 1.0)
@@ -158,7 +165,10 @@ def stage1_val_rmse(workdir: str) -> float:
 
 def build(config: ml_collections.ConfigDict, bundle: Any) -> Objective:
   """The objective of `config`: the main term `config.loss`, then `config.regularizers` in order."""
-  terms = {"loss": losses.build_term(config.loss, config, bundle)}
+  if config.loss.name in MAIN_TERMS:
+    terms = {"loss": builder_of(config.loss.name)(config.loss, config, bundle)}
+  else:
+    terms = {"loss": losses.build_term(config.loss, config, bundle)}
   for label, section in config.get("regularizers", {}).items():
     if label in terms:
       raise ValueError(f"regularizers.{label}: the label {label!r} is taken by the main loss")

@@ -16,6 +16,9 @@ and jiawei-ren/BalancedMSE; the σ group of ``synthetic_benchmark/main_1d.py``):
 * ``config.train_only`` (regex, ``""`` = everything) freezes every other non-σ parameter, e.g. RRT
   trains only ``"head"``; the same regex says what RRT re-initialises
   (``Regressor.load_network``). σ follows its own rules regardless of ``train_only``.
+* ``config.optimizer.lr_scales`` (``{path regex: factor}``, default none) gives the matching non-σ parameters
+  their own group: the main family and schedule at ``factor·lr``, e.g. UVOTE's log-scale layers train at
+  0.1·lr (SherryJYC/UVOTE ``agedb-dir/train_gradual.py`` L207–215). The first matching regex wins.
 
 Gradient clipping (``grad_clip_norm``, STS-B 5.0) applies to the global norm of the main group's
 gradients, i.e. of the parameters the reference passes to ``clip_grad_norm_``.
@@ -95,23 +98,37 @@ def path_str(path: tuple[Any, ...]) -> str:
   return "/".join(parts)
 
 
+def lr_scales(config: ConfigDict) -> dict[str, float]:
+  """``config.optimizer.lr_scales`` checked: {path regex: positive factor of the main LR}."""
+  scales = dict(config.optimizer.get("lr_scales", None) or {})
+  for pattern, factor in scales.items():
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
+      raise ValueError(f"optimizer.lr_scales[{pattern!r}] must be a positive number, got {factor!r}")
+  return {pattern: float(factor) for pattern, factor in scales.items()}
+
+
 def param_labels(config: ConfigDict) -> Callable[[Any], Any]:
-  """Returns ``params -> pytree of "main" | "sigma" | "frozen"`` labelled by parameter path."""
+  """Returns ``params -> pytree of "main" | "sigma" | "frozen" | "scaled:<regex>"`` labelled by parameter path."""
   train_only = config.get("train_only", "") or ""
   fix_sigma = config.loss.get("fix_noise_sigma", False)
+  scaled = list(lr_scales(config))
 
   def label(path: str) -> str:
     if path == SIGMA_PATH:
       return "frozen" if fix_sigma else "sigma"
     if train_only and not re.search(train_only, path):
       return "frozen"
-    return "main"
+    return next((f"scaled:{p}" for p in scaled if re.search(p, path)), "main")
 
   def labels(params: Any) -> Any:
     tree = jax.tree_util.tree_map_with_path(lambda p, _: label(path_str(p)), params)
     if train_only and "main" not in jax.tree.leaves(tree):
       paths = [path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
       raise ValueError(f"train_only={train_only!r} matches no parameter; paths are {paths}")
+    unused = [p for p in scaled if f"scaled:{p}" not in jax.tree.leaves(tree)]
+    if unused:
+      paths = [path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+      raise ValueError(f"optimizer.lr_scales regex {unused} matches no trainable parameter; paths are {paths}")
     return tree
 
   return labels
@@ -136,5 +153,7 @@ def build_optimizer(config: ConfigDict, steps_per_epoch: int) -> optax.GradientT
     main = optax.chain(optax.clip_by_global_norm(clip), main)
   sigma_lr = config.loss.get("sigma_lr", 1e-2)
   sigma = _family(opt, _schedule(config, steps_per_epoch, sigma_lr, annealed=sigma_schedule == "main"))
+  scaled = {f"scaled:{pattern}": _family(opt, _schedule(config, steps_per_epoch, factor * opt.lr, annealed=True))
+            for pattern, factor in lr_scales(config).items()}
   return optax.partition(
-    {"main": main, "sigma": sigma, "frozen": optax.set_to_zero()}, param_labels(config))
+    {"main": main, "sigma": sigma, "frozen": optax.set_to_zero(), **scaled}, param_labels(config))

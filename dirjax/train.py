@@ -215,7 +215,10 @@ class Experiment:
       batch = device_transform(batch, None, 0)
       model = nnx.merge(graphdef, model_state)
       model.eval()
-      return model(batch["inputs"]).preds
+      outputs = model(batch["inputs"])
+      if outputs.uncertainty is None:
+        return {"preds": outputs.preds}
+      return {"preds": outputs.preds, "uncertainty": outputs.uncertainty}
 
     def fds_step(model_state, sums, batch, epoch):
       batch = device_transform(batch, fds_augment_seed, epoch)
@@ -234,13 +237,14 @@ class Experiment:
     self.fds_step = jax.jit(fds_step, donate_argnums=(0, 1), out_shardings=(repl, repl))
     self.fds_update = jax.jit(fds_update, donate_argnums=(0,), out_shardings=repl)
 
-  def predictions(self, model_state, split: str) -> np.ndarray:
+  def predictions(self, model_state, split: str) -> dict[str, np.ndarray]:
+    """{"preds"} of `split` in order, plus the predictive std "uncertainty" of an uncertainty head (UVOTE)."""
     return pipeline.predict(functools.partial(self.predict_step, model_state), self.eval_loaders[split])
 
   def evaluate_splits(self, model_state) -> tuple[dict, dict]:
-    """(metrics, predictions) per eval split."""
-    preds = {split: self.predictions(model_state, split) for split in self.config.eval.splits}
-    return {split: self.bundle.evaluate(split, p) for split, p in preds.items()}, preds
+    """(metrics, predictions as `predictions` gives them) per eval split."""
+    outputs = {split: self.predictions(model_state, split) for split in self.config.eval.splits}
+    return {split: self.bundle.evaluate(split, o["preds"]) for split, o in outputs.items()}, outputs
 
   def fds_pass(self, state: dict, epoch: int) -> dict:
     """End-of-epoch FDS statistics over `bundle.fds_split` and `FDS.update` (reference order)."""
@@ -451,7 +455,7 @@ def _plot_errors(experiment: Experiment, workdir: str, preds: dict[str, dict]) -
   split = experiment.config.report.split
   if _is_chief() and all(split in p for p in preds.values()):
     reporting.plot_label_errors(os.path.join(workdir, f"errors_{split}.png"), split, experiment.bundle.targets(split),
-                                {name: p[split] for name, p in preds.items()}, experiment.bundle.train_labels)
+                                {name: p[split]["preds"] for name, p in preds.items()}, experiment.bundle.train_labels)
 
 
 def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int) -> tuple[dict, dict]:
@@ -464,8 +468,8 @@ def _evaluate_experiment(experiment: Experiment, workdir: str, which: str | int)
     result["noise_sigma"] = sigma
   if not _is_chief():
     return result, preds
-  for split, p in preds.items():
-    writers.save_npz(os.path.join(workdir, f"predictions_{split}.npz"), preds=p,
+  for split, arrays in preds.items():
+    writers.save_npz(os.path.join(workdir, f"predictions_{split}.npz"), **arrays,
                      targets=experiment.bundle.targets(split))
   for split in config.eval.splits:
     table = reporting.format_shot_table(metrics[split])

@@ -119,6 +119,28 @@ def test_fixed_sigma_does_not_move_and_keeps_no_state():
   assert sigma_state_sizes == []
 
 
+def test_lr_scales_group_follows_the_main_schedule_at_its_factor():
+  # SGD, constant gradient, multistep: the head moves by 0.1·lr(epoch)·g, the backbone by lr(epoch)·g (the
+  # reference's ×0.1 group of UVOTE's log-scale layers keeps its ratio through the ×0.1 milestones).
+  config = make_config(schedule="multistep", milestones=(1,), lr=0.5, lr_scales={"head": 0.1})
+  _, _, history = run(config, steps=2)
+  head = [h0["head"]["kernel"][0, 0] - h1["head"]["kernel"][0, 0] for h0, h1 in zip(history, history[1:])]
+  backbone = [h0["backbone"][0] - h1["backbone"][0] for h0, h1 in zip(history, history[1:])]
+  np.testing.assert_allclose(head, [0.05 * 0.3, 0.005 * 0.3], rtol=1e-5, atol=F32_ATOL)
+  np.testing.assert_allclose(backbone, [0.5 * 0.5, 0.05 * 0.5], rtol=1e-5, atol=F32_ATOL)
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, True, "0.1"])
+def test_lr_scales_rejects_a_factor_that_is_not_positive(factor):
+  with pytest.raises(ValueError, match=r"lr_scales\['head'\] must be a positive number"):
+    build_optimizer(make_config(lr_scales={"head": factor}), 1)
+
+
+def test_lr_scales_regex_that_matches_no_parameter_is_an_error():
+  with pytest.raises(ValueError, match=r"lr_scales regex \['log_scale'\] matches no trainable parameter"):
+    run(make_config(lr_scales={"log_scale": 0.1}), steps=1)
+
+
 # --- freezing ----------------------------------------------------------------------------------
 
 def test_train_only_head_freezes_everything_else_bit_identically():

@@ -156,12 +156,13 @@ def read_options(num_threads: int) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * num_threads)
 
 
-def predict(predict_fn: Callable[[dict[str, jax.Array]], Any], loader: Loader) -> np.ndarray:
+def predict(predict_fn: Callable[[dict[str, jax.Array]], Any], loader: Loader) -> Any:
   """Runs `predict_fn` over one unshuffled pass and returns host predictions in split order,
-  each example exactly once (padded rows dropped)."""
+  each example exactly once (padded rows dropped); a pytree of per-row arrays (e.g. a dict of
+  predictions and uncertainties) comes back as the same pytree."""
   if loader.shuffle:
     raise ValueError("predict needs an unshuffled loader")
   with contextlib.closing(loader(0)) as batches:
     outputs = sharding.to_host([predict_fn(batch) for batch in batches])
   _, valid = loader.indices(0)
-  return np.concatenate(outputs)[valid.ravel()]
+  return jax.tree.map(lambda *parts: np.concatenate(parts)[valid.ravel()], *outputs)

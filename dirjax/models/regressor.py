@@ -18,6 +18,7 @@ import ml_collections
 from flax import nnx
 
 from dirjax import fds as fds_lib
+from dirjax import uvote
 from dirjax.models import get_model
 
 
@@ -25,6 +26,7 @@ class Outputs(NamedTuple):
   preds: jax.Array       # head output: [B, d] or [B, H, W, 1]
   features: jax.Array    # raw encoder features [B, D] or [B, H, W, D]
   calibrated: jax.Array  # what the head saw (FDS-calibrated in training), same shape as features
+  uncertainty: jax.Array | None = None  # predictive std of an uncertainty head (UVOTE), else None
 
 
 class NoiseSigma(nnx.Param):
@@ -37,16 +39,17 @@ class Regressor(nnx.Module):
 
   The head is built by `encoder.make_head` (the encoder declares what its features need) right
   after the encoder from the same `rngs`, so parameters are initialised as when the head lived
-  inside the model.
+  inside the model; `head` replaces it (`build_head`: an uncertainty head such as UVOTE's). A head
+  returns predictions, or a pair (predictions, predictive std).
   """
 
   def __init__(self, encoder: nnx.Module, *, rngs: nnx.Rngs, fds: fds_lib.FDS | None = None,
-               init_noise_sigma: float | None = None):
+               init_noise_sigma: float | None = None, head: nnx.Module | None = None):
     if not callable(getattr(encoder, "make_head", None)):
       raise TypeError(f"{type(encoder).__name__} is not an encoder: subclass dirjax.models.base.Encoder "
                       "(features from __call__, `feature_dim`, optional `make_head`)")
     self.encoder = encoder
-    self.head = encoder.make_head(rngs=rngs)
+    self.head = encoder.make_head(rngs=rngs) if head is None else head
     self.fds = fds
     self.noise_sigma = None if init_noise_sigma is None else NoiseSigma(jnp.asarray(init_noise_sigma, jnp.float32))
 
@@ -57,7 +60,10 @@ class Regressor(nnx.Module):
       if targets is None or epoch is None:
         raise ValueError("a model with FDS needs `targets` and `epoch` in training mode")
       calibrated = self.fds(features, targets, epoch)
-    return Outputs(self.head(calibrated), features, calibrated)
+    preds = self.head(calibrated)
+    if isinstance(preds, tuple):
+      return Outputs(preds[0], features, calibrated, preds[1])
+    return Outputs(preds, features, calibrated)
 
   def load_network(self, source: Regressor, fresh: str) -> None:
     """Copies `source`'s network variables (encoder, FDS statistics, head) into this model except
@@ -80,10 +86,23 @@ def build(config: ml_collections.ConfigDict, *, dataset_buckets: dict, init_nois
   bucketing) and the objective's σ, seeded by `config.seed`, in training mode."""
   rngs = nnx.Rngs(config.seed)
   encoder = get_model(config.model, rngs=rngs)
+  head = build_head(config.get("head"), encoder, rngs)
   fds = fds_lib.build(config.fds, getattr(encoder, "feature_dim", None), dataset_buckets)
-  model = Regressor(encoder, rngs=rngs, fds=fds, init_noise_sigma=init_noise_sigma)
+  model = Regressor(encoder, rngs=rngs, fds=fds, init_noise_sigma=init_noise_sigma, head=head)
   model.train()
   return model
+
+
+def build_head(head_config: Any, encoder: nnx.Module, rngs: nnx.Rngs) -> nnx.Module | None:
+  """The head of `config.head` ({"name": "uvote", "num_heads": M}); None (no section, or name "linear")
+  keeps the encoder's `make_head`."""
+  if not head_config or head_config.get("name", "linear") == "linear":
+    return None
+  if head_config["name"] != "uvote":
+    raise ValueError(f"unknown head.name {head_config['name']!r}; valid: 'linear', 'uvote'")
+  if getattr(encoder, "out_dim", 1) != 1:
+    raise ValueError("head 'uvote' predicts one scalar target; the model's out_dim is " f"{encoder.out_dim}")
+  return uvote.UvoteHead(encoder.feature_dim, head_config.get("num_heads", 2), rngs=rngs)
 
 
 def sigma_value(model_state: nnx.State) -> float | None:
