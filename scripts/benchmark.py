@@ -7,7 +7,8 @@ batch 256, Adam), one per method:
   vanilla (L1) · lds (SQINV + LDS: per-bin weights looked up on device) · fds (SQINV + FDS:
   calibration inside the step) · bmc · gai · bni (Balanced MSE, learnable σ) · dist_loss (INV +
   the soft-sort distribution term) · bsam (SQINV, SGD, two forward/backward passes per step) · uvote
-  (three heads, Laplace NLL with per-head weight tables)
+  (three heads, Laplace NLL with per-head weight tables) · vir (variance branch, PRM calibration of the
+  latent inside the step, reparameterised sample, NIG head and loss; no decoder)
 
 in fp32 and bf16 compute (parameters and optimizer state stay fp32). Inputs are generated images
 already on the device; the state is donated; the first call is compiled ahead of time and timed
@@ -60,7 +61,7 @@ from flax import nnx
 from dirjax import fds as fds_lib
 from dirjax import sharding, train
 
-METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "dist_loss", "bsam", "uvote")
+METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "dist_loss", "bsam", "uvote", "vir")
 DTYPES = {"fp32": None, "bf16": "bfloat16"}
 # IMDB-WIKI-DIR: 191.5k training images; ages 0..99 are the 100 FDS buckets.
 FULL = {"model": "resnet50", "image_size": 224, "channels": 1, "batch": 256, "steps": 50, "epoch_samples": 191_500}
