@@ -241,3 +241,19 @@ def test_bad_configs():
     vir.build(vir_config(evidential_weight=-1.0).loss, vir_config(evidential_weight=-1.0), None)
   with pytest.raises(ValueError, match="label buckets"):
     vir.build_head({"name": "vir"}, 4, {}, nnx.Rngs(0))
+
+
+def test_trainer_statistics_pass_targets_the_prm():
+  """The end-of-epoch statistics pass (`train.Experiment.fds_pass`) updates the PRM with the latent [μ | v]."""
+  from dirjax.models import mlp, regressor
+  c = vir_config()
+  c.fds.start_update = 5
+  assert regressor.statistics_start(c) == 0  # the PRM's start_update (reference 0), not FDS's
+  c.fds.enabled = True
+  assert regressor.statistics_start(c) == 5
+  head = make_head(dim=4)
+  encoder = mlp.MLP(3, hidden=(4,), rngs=nnx.Rngs(0))
+  model = regressor.Regressor(encoder, rngs=nnx.Rngs(0), head=head)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 3)), jnp.float32)
+  assert model.smoothing is head.prm
+  np.testing.assert_allclose(model.smoothing_features(x), head.latent(encoder(x)))
