@@ -61,7 +61,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "name": "l1", "kwargs": {}, "init_noise_sigma": 5.0, "fix_noise_sigma": False, "sigma_lr": 1e-2,
     "sigma_schedule": "constant", "prior": "", "gmm_components": 8, "init_noise_sigma_rule": "",
     "init_noise_sigma_rule_scale": 1.0,
-    "dynamic": False, "head0_dynamic": False, "log_scale_clip": (-5.0, 5.0)})  # the last three: UVOTE's loss
+    "dynamic": False, "head0_dynamic": False, "log_scale_clip": (-5.0, 5.0),  # these three: UVOTE's loss
+    "evidential_weight": 0.01})  # VIR's λ
   c.head = ml_collections.ConfigDict({"name": "linear", "num_heads": 1})  # the uvote variant sets its own
   c.regularizers = ml_collections.ConfigDict()  # label -> term section (dirjax.objective); set by variants
   c.eval.every_epochs = c.checkpoint.every_epochs = 1
@@ -89,6 +90,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     "ordinal_entropy": {"regularizers": {"ordinal_entropy": {"name": "ordinal_entropy", "weight": 1.0}}},
     "uvote": {"head": {"name": "uvote", "num_heads": 2}, "optimizer": {"lr_scales": {"head/log_scale": 0.1}},
               "loss": {"name": "uvote", "dynamic": True, "head0_dynamic": False, "log_scale_clip": (-5.0, 5.0)}},
+    # VIR: NIG head with PRM on the latent (kernel ks 5, σ 2), SQINV + LDS pseudo-count weights, λ 0.01 (`rerun.py`).
+    "vir": {"head": {"name": "vir"}, "loss": {"name": "vir", "evidential_weight": 0.01},
+            "reweight": {"method": "sqrt_inv", "lds": True}},
   })
   stages = {"rrt": rrt_stage2, "rnc": rnc_stage1, "rnc_linear": rnc_stage2}
   stage = arg.removesuffix("smoke").removesuffix("_")

@@ -398,13 +398,22 @@ class FDS(nnx.Module):
                     zero_var_rule=self.zero_var_rule)
     return jnp.where(epoch >= self.start_smooth, out, x).reshape(features.shape)
 
+  def epoch_statistics(self, count: jax.Array, mean: jax.Array, m2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(mean, unbiased variance; 0 for one sample) per bucket of one epoch's moments: the statistics the
+    running EMA tracks (`dirjax.vir.PRM` tracks those of latent distributions instead)."""
+    return mean, jnp.where((count > 1)[:, None], m2 / jnp.maximum(count - 1, 1)[:, None], 0.)
+
+  def smoothed(self, mean: jax.Array, var: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Eq. 4: both statistics smoothed over the buckets with the kernel."""
+    return smooth_statistics(mean, var, self.window)
+
   def update_last_epoch_stats(self, epoch: jax.typing.ArrayLike) -> None:
     """Reference `update_last_epoch_stats(e)`: only when e = epoch buffer + 1, advance the buffer,
     snapshot the running statistics as last-epoch ones and store their smoothed version."""
     epoch = _as_epoch(epoch)
     advance = epoch == self.epoch[...] + 1
     mean, var = self.running_mean[...], self.running_var[...]
-    smoothed_mean, smoothed_var = smooth_statistics(mean, var, self.window)
+    smoothed_mean, smoothed_var = self.smoothed(mean, var)
     self.epoch[...] = self.epoch[...] + advance.astype(jnp.int32)
     for buffer, new in ((self.running_mean_last_epoch, mean), (self.running_var_last_epoch, var),
                         (self.smoothed_mean_last_epoch, smoothed_mean),
@@ -421,7 +430,7 @@ class FDS(nnx.Module):
     epoch = _as_epoch(epoch)
     count, mean, m2 = _bucket_moments(sums, self.edge_pooling)
     proceed = epoch >= self.epoch[...]
-    var = jnp.where((count > 1)[:, None], m2 / jnp.maximum(count - 1, 1)[:, None], 0.)
+    mean, var = self.epoch_statistics(count, mean, m2)
     finite = jnp.all(jnp.isfinite(mean), axis=-1) & jnp.all(jnp.isfinite(var), axis=-1)
     present = proceed & (count > 0) & finite
     tracked = self.num_samples_tracked[...] + jnp.where(present, count, 0)

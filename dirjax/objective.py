@@ -35,10 +35,11 @@ TERMS: dict[str, str] = {
   "rank_n_contrast": "dirjax.rank_n_contrast:build",
   "ranksim": "dirjax.ranksim:build",
   "uvote": "dirjax.uvote:build",
+  "vir": "dirjax.vir:build",
 }
 
 # Terms that replace the regression loss: `config.loss.name` may name one (it needs its own head).
-MAIN_TERMS = ("uvote",)
+MAIN_TERMS = ("uvote", "vir")
 
 
 class TermInputs(NamedTuple):

@@ -9,7 +9,7 @@ terms built from `config.loss` and `config.regularizers`). Per epoch:
    partial batch is padded and masked. Losses that couple rows (Balanced MSE) see the GLOBAL batch
    and BatchNorm computes its statistics over the global batch (the reference's `nn.DataParallel`
    normalises each GPU's sub-batch; ResNets offer `bn_groups` to emulate it);
-2. FDS statistics pass (epoch ≥ start_update): the encoder over `bundle.fds_split` in training
+2. FDS (or VIR PRM) statistics pass (epoch ≥ start_update): the encoder over `bundle.fds_split` in training
    mode, as the reference (BatchNorm uses batch statistics AND updates its running averages;
    dropout is active), accumulating per-bucket moments under jit, then `FDS.update`;
 3. every `eval.every_epochs` (and at the last epoch): predictions over the eval splits and
@@ -146,7 +146,8 @@ class Experiment:
                              num_threads=config.input_threads, num_workers=workers, prefetch=ahead)
       for split in config.eval.splits}
     self.fds_augment_seed = None
-    if config.fds.enabled:
+    self.statistics_start = regressor.statistics_start(config)
+    if self.statistics_start is not None:
       on_train = bundle.fds_split == "train"
       self.fds_loader = pipeline.Loader(
         bundle.splits[bundle.fds_split], batch_size=config.batch_size, mesh=self.mesh, shuffle=on_train,
@@ -223,12 +224,12 @@ class Experiment:
     def fds_step(model_state, sums, batch, epoch):
       batch = device_transform(batch, fds_augment_seed, epoch)
       model = nnx.merge(graphdef, model_state)  # training mode: BN batch statistics, dropout on
-      features = model.encoder(batch["inputs"])
-      return nnx.state(model), model.fds.add_batch(sums, features, batch["targets"], objective.element_mask(batch))
+      features = model.smoothing_features(batch["inputs"])
+      return nnx.state(model), model.smoothing.add_batch(sums, features, batch["targets"], objective.element_mask(batch))
 
     def fds_update(model_state, sums, epoch):
       model = nnx.merge(graphdef, model_state)
-      model.fds.update(sums, epoch)
+      model.smoothing.update(sums, epoch)
       return nnx.state(model)
 
     repl = self.replicated
@@ -249,7 +250,7 @@ class Experiment:
   def fds_pass(self, state: dict, epoch: int) -> dict:
     """End-of-epoch FDS statistics over `bundle.fds_split` and `FDS.update` (reference order)."""
     model_state = state["model"]
-    sums = jax.device_put(nnx.merge(self.graphdef, model_state).fds.zero_sums(), self.replicated)
+    sums = jax.device_put(nnx.merge(self.graphdef, model_state).smoothing.zero_sums(), self.replicated)
     with contextlib.closing(self.fds_loader(epoch)) as batches:
       for batch in batches:
         model_state, sums = self.fds_step(model_state, sums, batch, np.int32(epoch))
@@ -370,7 +371,7 @@ def _train_one(config: ml_collections.ConfigDict, workdir: str, stop_after_steps
             _stop_if_requested(step, ckpt.directory)
           if stop_after_steps is not None and done >= stop_after_steps:
             return {"stopped_at_step": step}
-      if config.fds.enabled and epoch >= config.fds.start_update:
+      if experiment.statistics_start is not None and epoch >= experiment.statistics_start:
         state = experiment.fds_pass(state, epoch)
       last_epoch = epoch == config.num_epochs - 1
       evaluate_now = (epoch + 1) % config.eval.every_epochs == 0 or last_epoch

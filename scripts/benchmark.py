@@ -9,7 +9,8 @@ batch 256, Adam), one per method:
   the soft-sort distribution term) · bsam (SQINV, SGD, two forward/backward passes per step) ·
   ranksim (L1 + RankSim) · ordinal_entropy (L1 + ordinal entropy) · conr (L1 + ConR over two views:
   both views go through the network) · rnc (Rank-N-Contrast stage 1: the RnC loss alone over two views)
-  · uvote (three heads, Laplace NLL with per-head weight tables)
+  · uvote (three heads, Laplace NLL with per-head weight tables) · vir (variance branch, PRM calibration
+  of the latent inside the step, reparameterised sample, NIG head and loss; no decoder)
 
 in fp32 and bf16 compute (parameters and optimizer state stay fp32). Inputs are generated images
 already on the device; the state is donated; the first call is compiled ahead of time and timed
@@ -64,7 +65,7 @@ from dirjax import fds as fds_lib
 from dirjax import sharding, train
 
 METHODS = ("vanilla", "lds", "fds", "bmc", "gai", "bni", "dist_loss", "bsam", "ranksim", "ordinal_entropy", "conr", "rnc",
-           "uvote")
+           "uvote", "vir")
 DTYPES = {"fp32": None, "bf16": "bfloat16"}
 # IMDB-WIKI-DIR: 191.5k training images; ages 0..99 are the 100 FDS buckets.
 FULL = {"model": "resnet50", "image_size": 224, "channels": 1, "batch": 256, "steps": 50, "epoch_samples": 191_500}

@@ -141,6 +141,14 @@ def test_images_config_one_step_representation_regularisers(variant, tmp_path):
   _check_run(str(tmp_path / variant), results[variant], dict(reporting.variant_configs(config))[variant])
 
 
+def test_images_config_one_step_vir(tmp_path):
+  """The ResNet path of `synthetic_images` with VIR's head (PRM statistics pass) and its NIG loss."""
+  config, results = _run_smoke(os.path.join(CONFIG_DIR, "synthetic_images.py"), str(tmp_path), only=("vir",))
+  _check_run(str(tmp_path / "vir"), results["vir"], dict(reporting.variant_configs(config))["vir"])
+  saved = np.load(os.path.join(tmp_path, "vir", "predictions_test.npz"))
+  assert saved["uncertainty"].shape == saved["preds"].shape and np.all(saved["uncertainty"] > 0)
+
+
 def test_images_rrt_stage2_restores_the_backbone_and_trains_only_the_head(tmp_path):
   """`synthetic_images.py:rrt_smoke` on a finished vanilla run: every parameter outside the head equals
   the stage-1 best checkpoint after the step, the head moved, and σ started at the stage-1 val RMSE

@@ -8,7 +8,7 @@ import pytest
 
 from tests import fixtures_age
 
-CONFIGS = ("agedb_uvote", "imdb_uvote")
+CONFIGS = ("agedb_uvote", "imdb_uvote", "agedb_vir", "imdb_vir")
 
 
 def load(name: str, arg: str = ""):
@@ -26,6 +26,19 @@ def test_uvote_reference_hyper_parameters():
     assert tuple(c.loss.log_scale_clip) == clip and c.reweight.method == "none"
     assert (c.optimizer.lr, c.num_epochs, tuple(c.optimizer.milestones)) == (1e-3, 90, (60, 80))
     assert dict(c.optimizer.lr_scales) == {"head/log_scale": 0.1}  # the logvar group's 0.1·lr (L207–215)
+
+
+def test_vir_reference_hyper_parameters():
+  # Wang-ML-Lab/variational-imbalanced-regression rerun.py defaults (AgeDB; IMDB-WIKI takes them on the DIR batch
+  # 256): SQINV + LDS (gaussian ks 5, σ 2), PRM ks 5 σ 2 momentum 0.9 from epoch 0/1, α₀ 0.3, λ 0.01, Adam 1e-3.
+  for name, batch, bucket_start in (("agedb_vir", 64, 3), ("imdb_vir", 256, 0)):
+    c = load(name)
+    assert (c.head.name, c.loss.name, c.loss.evidential_weight, c.head.alpha0, c.batch_size) == ("vir", "vir", 0.01, 0.3, batch)
+    assert (c.reweight.method, c.reweight.lds, c.reweight.ks, c.reweight.sigma) == ("sqrt_inv", True, 5, 2.0)
+    assert dict(c.head.prm) == {"kernel": "gaussian", "ks": 5, "sigma": 2.0, "momentum": 0.9, "start_update": 0,
+                                "start_smooth": 1}
+    assert (c.data.bucket_start, c.data.bucket_num, c.fds.enabled) == (bucket_start, 100, False)
+    assert (c.optimizer.lr, c.num_epochs, tuple(c.optimizer.milestones), c.optimizer.weight_decay) == (1e-3, 90, (60, 80), 0)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import ml_collections
 from flax import nnx
 
 from dirjax import fds as fds_lib
-from dirjax import uvote
+from dirjax import uvote, vir
 from dirjax.models import get_model
 
 
@@ -65,6 +65,16 @@ class Regressor(nnx.Module):
       return Outputs(preds[0], features, calibrated, preds[1])
     return Outputs(preds, features, calibrated)
 
+  @property
+  def smoothing(self) -> fds_lib.FDS | None:
+    """The layer the end-of-epoch statistics pass updates: FDS, or the PRM of VIR's head; None without."""
+    return self.fds if self.fds is not None else getattr(self.head, "prm", None)
+
+  def smoothing_features(self, x: jax.Array) -> jax.Array:
+    """What `smoothing` tracks for inputs x: the raw encoder features (FDS), or VIR's latent [μ | v]."""
+    features = self.encoder(x)
+    return features if self.fds is not None else self.head.latent(features)
+
   def load_network(self, source: Regressor, fresh: str) -> None:
     """Copies `source`'s network variables (encoder, FDS statistics, head) into this model except
     those whose path matches the regex `fresh`, which keep their new initialisation (RRT re-trains
@@ -86,23 +96,36 @@ def build(config: ml_collections.ConfigDict, *, dataset_buckets: dict, init_nois
   bucketing) and the objective's σ, seeded by `config.seed`, in training mode."""
   rngs = nnx.Rngs(config.seed)
   encoder = get_model(config.model, rngs=rngs)
-  head = build_head(config.get("head"), encoder, rngs)
+  head = build_head(config.get("head"), encoder, rngs, dataset_buckets)
   fds = fds_lib.build(config.fds, getattr(encoder, "feature_dim", None), dataset_buckets)
   model = Regressor(encoder, rngs=rngs, fds=fds, init_noise_sigma=init_noise_sigma, head=head)
   model.train()
   return model
 
 
-def build_head(head_config: Any, encoder: nnx.Module, rngs: nnx.Rngs) -> nnx.Module | None:
-  """The head of `config.head` ({"name": "uvote", "num_heads": M}); None (no section, or name "linear")
-  keeps the encoder's `make_head`."""
+def build_head(head_config: Any, encoder: nnx.Module, rngs: nnx.Rngs, dataset_buckets: dict | None = None
+               ) -> nnx.Module | None:
+  """The head of `config.head` ({"name": "uvote", "num_heads": M} or {"name": "vir", ...}, whose PRM uses the
+  dataset's FDS `dataset_buckets`); None (no section, or name "linear") keeps the encoder's `make_head`."""
   if not head_config or head_config.get("name", "linear") == "linear":
     return None
-  if head_config["name"] != "uvote":
-    raise ValueError(f"unknown head.name {head_config['name']!r}; valid: 'linear', 'uvote'")
+  name = head_config["name"]
+  if name not in ("uvote", "vir"):
+    raise ValueError(f"unknown head.name {name!r}; valid: 'linear', 'uvote', 'vir'")
   if getattr(encoder, "out_dim", 1) != 1:
-    raise ValueError("head 'uvote' predicts one scalar target; the model's out_dim is " f"{encoder.out_dim}")
+    raise ValueError(f"head {name!r} predicts one scalar target; the model's out_dim is {encoder.out_dim}")
+  if name == "vir":
+    return vir.build_head(head_config, encoder.feature_dim, dataset_buckets or {}, rngs)
   return uvote.UvoteHead(encoder.feature_dim, head_config.get("num_heads", 2), rngs=rngs)
+
+
+def statistics_start(config: ml_collections.ConfigDict) -> int | None:
+  """First epoch of the end-of-epoch statistics pass: FDS's `start_update`, or that of VIR's PRM; None
+  without either."""
+  if config.fds.enabled:
+    return config.fds.start_update
+  head = config.get("head") or {}
+  return vir.statistics_start(head) if head.get("name") == "vir" else None
 
 
 def sigma_value(model_state: nnx.State) -> float | None:
