@@ -116,11 +116,13 @@ def test_bad_flags_are_rejected(argv, message):
 def test_bench_config_is_the_imdb_recipe_of_the_method(method):
   c = benchmark.bench_config(method, "bf16", benchmark.FULL, bn_groups=None)
   assert (c.batch_size, c.model.name, c.model.dtype, c.model.bn_groups) == (256, "resnet50", "bfloat16", None)
-  assert c.reweight.method == {"lds": "sqrt_inv", "fds": "sqrt_inv", "bsam": "sqrt_inv", "dist_loss": "inverse"}.get(
-    method, "none")
-  assert c.reweight.lds == (method == "lds")
+  assert c.reweight.method == {"lds": "sqrt_inv", "fds": "sqrt_inv", "bsam": "sqrt_inv", "dist_loss": "inverse",
+                               "vir": "sqrt_inv"}.get(method, "none")
+  assert c.reweight.lds == (method in ("lds", "vir"))  # VIR: SQINV + LDS pseudo-counts
   assert c.fds.enabled == (method == "fds")
-  assert c.loss.name == {"bmc": "bmc", "gai": "gai", "bni": "bni", "rnc": "none"}.get(method, "l1")
+  assert c.loss.name == {"bmc": "bmc", "gai": "gai", "bni": "bni", "rnc": "none", "uvote": "uvote", "vir": "vir"}.get(
+    method, "l1")
+  assert c.get("head", {}).get("name", "linear") == {"uvote": "uvote", "vir": "vir"}.get(method, "linear")
   assert (c.train_only, c.init_from) == ("", "")  # the whole network trains, also for BMC/GAI/BNI
   assert c.optimizer.name == ("sgd" if method in ("bsam", "rnc") else "adam")
   assert c.optimizer.get("sam_rho", 0.0) == (0.05 if method == "bsam" else 0.0)

@@ -109,7 +109,7 @@ def test_age_resnet50_with_fds_matches_pytorch(tmp_path):
     torch_model, str(tmp_path / "ckpt.pth.tar"),
     {"name": "resnet50", "width": 4, "stage_sizes": (1, 2, 1, 1), "out_dim": 1},
     fds={"feature_dim": 128, "bucket_num": 20, "bucket_start": 3, "edge_pooling": "presence"})
-  ours, our_features, _ = model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
+  ours, our_features, *_ = model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
   errors = {"pred": relative_error(ours, pred.numpy()), "features": relative_error(our_features, features.numpy()),
             "calibrated": relative_error(calibrated(model, our_features, labels.numpy()), smoothed.numpy())}
   print("age resnet50 + FDS max relative errors:", errors)
@@ -151,7 +151,7 @@ def test_nyud2_depth_network_with_fds_matches_pytorch(tmp_path):
                                                              "stage_sizes": (1, 1, 2, 1)},
     fds={"feature_dim": 16, "bucket_num": 30, "bucket_start": 7, "bucketing": "floor10", "clip_min": 0.2,
          "clip_max": 5.0, "zero_var_rule": "whole_bucket"})
-  ours, our_features, _ = model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
+  ours, our_features, *_ = model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1)))
   errors = {"pred": relative_error(ours, pred.numpy().transpose(0, 2, 3, 1)),
             "features": relative_error(our_features, features.numpy().transpose(0, 2, 3, 1)),
             "calibrated": relative_error(calibrated(model, pixels.numpy(), depth.numpy()), smoothed.numpy())}
@@ -173,7 +173,7 @@ def test_stsb_bilstm_with_fds_matches_pytorch(tmp_path):
     {"name": "bilstm", "vocab_size": 30, "embed_dim": 6, "hidden": 5, "num_layers": 2},
     fds={"feature_dim": 40, "bucket_num": 50, "bucketing": "floor10", "clip_min": 0.5, "clip_max": 2.0},
     data_parallel=False, wrapped=False)
-  ours, our_features, _ = model(jnp.asarray(ids.numpy(), jnp.int32))
+  ours, our_features, *_ = model(jnp.asarray(ids.numpy(), jnp.int32))
   errors = {"pred": relative_error(ours, pred.numpy()), "features": relative_error(our_features, features.numpy()),
             "calibrated": relative_error(calibrated(model, our_features, labels.numpy()), smoothed.numpy())}
   print("sts-b bilstm + FDS max relative errors:", errors)

@@ -31,7 +31,7 @@ def bilstm():
 def test_bilstm_shapes_and_frozen_embeddings(bilstm):
   model = bilstm
   x = jnp.array([[[3, 4, 5, 0], [6, 7, 0, 0]], [[8, 0, 0, 0], [9, 10, 11, 12]]], jnp.int32)
-  pred, features, _ = model(x)
+  pred, features, *_ = model(x)
   assert pred.shape == (2, 1) and features.shape == (2, 4 * 2 * 5)
   assert "embedding" not in nnx.state(model.encoder, nnx.Param)  # not trained (reference --train_words 0)
   np.testing.assert_array_equal(model.encoder.embedding[...][0], 0.0)
@@ -44,8 +44,8 @@ def test_bilstm_padding_does_not_leak(bilstm):
   short = jnp.array([[[3, 4, 5], [6, 7, 8]]], jnp.int32)
   padded = jnp.pad(short, ((0, 0), (0, 0), (0, 4)))
   batch = jnp.concatenate([padded, jnp.array([[[9, 10, 11, 12, 13, 14, 15], [2, 0, 0, 0, 0, 0, 0]]])])
-  p_short, f_short, _ = model(short)
-  p_batch, f_batch, _ = model(batch)
+  p_short, f_short, *_ = model(short)
+  p_batch, f_batch, *_ = model(batch)
   np.testing.assert_allclose(f_batch[0], f_short[0], atol=1e-5)
   np.testing.assert_allclose(p_batch[0], p_short[0], atol=1e-5)
 
@@ -53,7 +53,7 @@ def test_bilstm_padding_does_not_leak(bilstm):
 def test_bilstm_pair_features_and_output_scale(bilstm):
   model = bilstm
   x = jnp.array([[[3, 4, 0], [6, 7, 8]]], jnp.int32)
-  pred, features, _ = model(x)
+  pred, features, *_ = model(x)
   u = model.encoder.encode(x[:, 0])
   v = model.encoder.encode(x[:, 1])
   np.testing.assert_allclose(features, jnp.concatenate([u, v, jnp.abs(u - v), u * v], -1), atol=1e-6)
@@ -87,12 +87,12 @@ def test_bilstm_fds_applied_before_head_in_training():
   model = _bilstm(fds=fds, dropout=0.0)
   x = jnp.array([[[3, 4, 0], [6, 7, 8]], [[5, 0, 0], [9, 9, 9]]], jnp.int32)
   y = jnp.array([[1.4], [4.0]])
-  pred, features, _ = model(x, targets=y, epoch=jnp.int32(1))
+  pred, features, *_ = model(x, targets=y, epoch=jnp.int32(1))
   calibrated = (features - 0.3) * jnp.sqrt(1.5) - 0.2  # Eq. 5 with v1 = 1, clip [0.5, 2]
   linear = model.head.linear
   np.testing.assert_allclose(pred, 5.0 * (calibrated @ linear.kernel[...] + linear.bias[...]), rtol=1e-4, atol=1e-5)
   model.eval()
-  pred_eval, features_eval, _ = model(x)
+  pred_eval, features_eval, *_ = model(x)
   np.testing.assert_allclose(features_eval, features, atol=1e-5)  # features are raw
   np.testing.assert_allclose(pred_eval, 5.0 * (features @ linear.kernel[...] + linear.bias[...]), rtol=1e-4, atol=1e-5)
 
@@ -137,7 +137,7 @@ def small_depthnet():
 def test_depthnet_shapes(small_depthnet):
   model = small_depthnet
   model.eval()
-  pred, features, _ = nnx.jit(lambda m, x: m(x))(model, jnp.ones((2, 64, 96, 3)))
+  pred, features, *_ = nnx.jit(lambda m, x: m(x))(model, jnp.ones((2, 64, 96, 3)))
   assert pred.shape == (2, 32, 48, 1) and features.shape == (2, 32, 48, 8)
   assert model.encoder.feature_dim == 8
   with pytest.raises(ValueError, match="NHWC"):
@@ -149,7 +149,7 @@ def test_depthnet_fds_on_pixel_features(small_depthnet):
   model.train()
   x = jnp.ones((2, 64, 96, 3))
   y = jnp.full((2, 32, 48, 1), 2.0)
-  pred, features, _ = nnx.jit(lambda m, x, y: m(x, targets=y, epoch=jnp.int32(1)))(model, x, y)
+  pred, features, *_ = nnx.jit(lambda m, x, y: m(x, targets=y, epoch=jnp.int32(1)))(model, x, y)
   head = nnx.jit(lambda m, f: m.head(f))(model, features + 0.7)  # mean shift only (v1 = v2 = 1)
   np.testing.assert_allclose(pred, head, rtol=1e-4, atol=1e-5)
 

@@ -52,7 +52,7 @@ class RecordingFDS(nnx.Module):
 def test_get_model_builds_each_local_model_with_config_kwargs():
   rngs = nnx.Rngs(0)
   mlp = Regressor(get_model(ConfigDict(dict(name="mlp", in_features=5, hidden=(7,), out_dim=2)), rngs=rngs), rngs=rngs)
-  pred, feats, _ = mlp(jnp.ones((3, 5)))
+  pred, feats, *_ = mlp(jnp.ones((3, 5)))
   assert pred.shape == (3, 2) and feats.shape == (3, 7)
   r18 = nnx.eval_shape(lambda: get_model(ConfigDict(dict(name="resnet18", stem="cifar")), rngs=nnx.Rngs(0)))
   assert r18.make_head(rngs=nnx.Rngs(0)).kernel.shape == (512, 1) and r18.stem == "cifar"
@@ -76,7 +76,7 @@ def test_get_model_errors_name_the_problem():
 def test_mlp_without_hidden_layers_is_the_linear_model():
   model = wrapped(MLP, 4, hidden=(), out_dim=2, seed=1)
   x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-  pred, feats, _ = model(jnp.asarray(x))
+  pred, feats, *_ = model(jnp.asarray(x))
   w, b = np.asarray(model.head.kernel[...]), np.asarray(model.head.bias[...])
   np.testing.assert_allclose(pred, x @ w + b, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(feats, x)
@@ -89,7 +89,7 @@ def test_mlp_tutorial_fcnet_forward_matches_numpy():
   h = x
   for layer in model.encoder.layers:
     h = np.maximum(h @ np.asarray(layer.kernel[...]) + np.asarray(layer.bias[...]), 0.0)
-  pred, feats, _ = model(jnp.asarray(x))
+  pred, feats, *_ = model(jnp.asarray(x))
   np.testing.assert_allclose(feats, h, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(pred, h @ np.asarray(model.head.kernel[...]) + np.asarray(model.head.bias[...]),
                              rtol=1e-4, atol=1e-5)
@@ -123,7 +123,7 @@ def test_fds_hook_only_in_training_and_features_stay_raw():
   model = wrapped(MLP, 3, hidden=(5,), fds=fds)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
   y = jnp.ones((4, 1))
-  pred, feats, calibrated = model(x, y, jnp.int32(2))
+  pred, feats, calibrated, _ = model(x, y, jnp.int32(2))
   assert int(fds.calls[...]) == 1
   np.testing.assert_array_equal(calibrated, 2.0 * feats)
   expected = 2.0 * feats @ model.head.kernel[...] + model.head.bias[...]
@@ -148,7 +148,7 @@ def test_fds_model_in_training_needs_targets_and_epoch():
 
 def test_resnet_fds_hook_and_shapes():
   model = wrapped(ResNet, 18, fds=RecordingFDS())
-  pred, feats, _ = model(jnp.asarray(IMAGES), jnp.ones((2, 1)), jnp.int32(0))
+  pred, feats, *_ = model(jnp.asarray(IMAGES), jnp.ones((2, 1)), jnp.int32(0))
   assert pred.shape == (2, 1) and feats.shape == (2, 512) and pred.dtype == jnp.float32
   assert int(model.fds.calls[...]) == 1
   np.testing.assert_allclose(pred, 2.0 * feats @ model.head.kernel[...] + model.head.bias[...], rtol=1e-5)
@@ -247,7 +247,7 @@ def test_resnet_cifar_stem_and_bfloat16_compute():
   model = wrapped(ResNet, 18, stem="cifar", dtype="bfloat16")
   assert model.encoder.conv1.kernel_size == (3, 3) and model.encoder.conv1.strides in (1, (1, 1))
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
-  pred, feats, _ = model(jnp.ones((2, 8, 8, 3)))
+  pred, feats, *_ = model(jnp.ones((2, 8, 8, 3)))
   assert pred.shape == (2, 1) and feats.shape == (2, 512)
   assert pred.dtype == jnp.float32 and feats.dtype == jnp.float32
 

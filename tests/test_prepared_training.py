@@ -141,8 +141,8 @@ def test_predictions_of_one_state_are_the_same_from_the_cache_and_the_images(cac
   images_run = train.Experiment(smoke_config(root, ""))
   state = cached_run.init_state()["model"]
   for split in ("val", "test"):
-    np.testing.assert_allclose(cached_run.predictions(state, split), images_run.predictions(state, split),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(cached_run.predictions(state, split)["preds"],
+                               images_run.predictions(state, split)["preds"], rtol=1e-6, atol=1e-6)
 
 
 def test_worker_processes_give_the_in_process_batches(cached):

@@ -1,6 +1,6 @@
 """The wrapper every run trains: encoder → (FDS) → head, plus σ for Balanced MSE.
 
-`Regressor.__call__` returns `Outputs(preds, features, calibrated)`: `features` are the encoder's
+`Regressor.__call__` returns `Outputs(preds, features, calibrated, uncertainty)`: `features` are the encoder's
 raw features and `calibrated` the ones the head saw (FDS-calibrated when FDS is on and the model is
 in training mode, else the same array). The FDS statistics pass reads the raw features: the
 reference (IMDB/AgeDB/STS-B) calibrates its feature tensor in place and so collects statistics of
@@ -26,7 +26,7 @@ class Outputs(NamedTuple):
   preds: jax.Array       # head output: [B, d] or [B, H, W, 1]
   features: jax.Array    # raw encoder features [B, D] or [B, H, W, D]
   calibrated: jax.Array  # what the head saw (FDS-calibrated in training), same shape as features
-  uncertainty: jax.Array | None = None  # predictive std of an uncertainty head (UVOTE), else None
+  uncertainty: jax.Array | None = None  # predictive std of an uncertainty head (UVOTE, VIR), else None
 
 
 class NoiseSigma(nnx.Param):
