@@ -1,6 +1,7 @@
 """`python -m dirjax.main` as a user meets it: the worked example from outside the repository,
 one-line errors, config listing, and the packaging facts behind a quick start."""
 
+import importlib.util
 import json
 import os
 import re
@@ -11,6 +12,9 @@ import tomllib
 
 import numpy as np
 import pytest
+from flax import nnx
+
+from dirjax import reporting, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(REPO, "examples", "wages", "config.py")
@@ -121,3 +125,31 @@ def test_importing_the_trainer_loads_no_plotting_or_sklearn():
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == "[]"
+
+
+def test_worked_example_stage2_fine_tunes_the_l1_head_with_sigma_from_its_val_rmse(tmp_path, wages_csv):
+  """`examples/wages/config.py:stage2_smoke` on a finished `:smoke` run: σ₀ of the bmc variant is half the
+  stage-1 val RMSE recomputed from its saved val predictions; every variant keeps the stage-1 encoder."""
+  spec = importlib.util.spec_from_file_location("wages_config", EXAMPLE)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  stage1 = module.get_config("smoke")
+  stage1.data.path = wages_csv
+  train.train_and_evaluate(stage1, str(tmp_path / "stage1"))
+  stage2 = module.get_config("stage2_smoke")
+  stage2.data.path, stage2.init_from = wages_csv, str(tmp_path / "stage1" / "l1")
+  result = train.train_and_evaluate(stage2, str(tmp_path / "stage2"))
+  assert list(result) == ["l1", "mse", "bmc"]
+  val = np.load(tmp_path / "stage1" / "l1" / "predictions_val.npz")
+  rmse = float(np.sqrt(np.mean((val["preds"].astype(np.float64) - val["targets"]) ** 2)))
+  variants = dict(reporting.variant_configs(stage2))
+  sigma0 = float(train.Experiment(variants["bmc"]).fresh_state()["model"]["noise_sigma"][...])
+  assert sigma0 == pytest.approx(0.5 * rmse, rel=1e-5)
+  flat = lambda state: {"/".join(map(str, p)): np.asarray(x[...]) for p, x in nnx.to_flat_state(state["model"])
+                        if "encoder" in p}
+  before = flat(train.Experiment(stage1).restore(str(tmp_path / "stage1" / "l1" / "checkpoints"), "best")[0])
+  for name, cfg in variants.items():
+    after = flat(train.Experiment(cfg).restore(str(tmp_path / "stage2" / name / "checkpoints"), "latest")[0])
+    assert before.keys() == after.keys() and before
+    for key in before:
+      np.testing.assert_array_equal(after[key], before[key], err_msg=f"{name}: {key}")
