@@ -94,13 +94,20 @@ def test_sigint_in_process_saves_the_step_and_raises(tmp_path, reference, monkey
       os.kill(os.getpid(), signal.SIGINT)
     return maybe_log(self, step, **kwargs)
 
+  def own_handler(signum, frame):  # the caller's handler (a pytest-xdist worker starts with SIG_IGN)
+    raise AssertionError("the caller's handler ran during training")
+
   monkeypatch.setattr(writers.ProgressLogger, "maybe_log", log_and_interrupt)
-  with pytest.raises(interrupts.Interrupted) as raised:
-    train.train_and_evaluate(config(every_steps=0), workdir)
+  original = signal.signal(signal.SIGINT, own_handler)
+  try:
+    with pytest.raises(interrupts.Interrupted) as raised:
+      train.train_and_evaluate(config(every_steps=0), workdir)
+    assert signal.getsignal(signal.SIGINT) is own_handler
+  finally:
+    signal.signal(signal.SIGINT, original)
   assert (raised.value.step, raised.value.exit_code) == (6, 130)
   assert str(raised.value) == (f"interrupted at step 6; checkpoint saved in {workdir}/checkpoints; "
                                "re-run the same command to resume")
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
   step, meta = _latest_meta(experiment, workdir)
   assert (step, meta["data_position"]) == (6, [1, 2])
   monkeypatch.setattr(writers.ProgressLogger, "maybe_log", maybe_log)
