@@ -387,16 +387,25 @@ class FDS(nnx.Module):
       raise ValueError(f"labels must have shape {lead + (1,)} for features {features.shape}, "
                        f"got {labels.shape}")
     epoch = _as_epoch(epoch)
-    k = jnp.where(_flat_mask(mask, lead), self.buckets(labels).reshape(-1), self.bucket_count + 1)
-    if self.edge_pooling == "presence":
-      k = _pool_present_edges(k, self.bucket_count)
-    stats = (self.running_mean_last_epoch, self.running_var_last_epoch,
-             self.smoothed_mean_last_epoch, self.smoothed_var_last_epoch)
     x = features.reshape(-1, self.feature_dim)
-    out = calibrate(x, k, *(jax.lax.stop_gradient(s[...]) for s in stats),
+    out = calibrate(x, self.calibration_buckets(labels, mask, lead), *self.calibration_statistics(),
                     clip_min=self.clip_min, clip_max=self.clip_max,
                     zero_var_rule=self.zero_var_rule)
     return jnp.where(epoch >= self.start_smooth, out, x).reshape(features.shape)
+
+  def calibration_buckets(self, labels: jax.Array, mask: jax.Array | None, lead: tuple[int, ...]) -> jax.Array:
+    """[N] bucket id of each row of the flattened `lead` axes for `calibrate`: padding rows (`mask`) get
+    an id outside the table (left unchanged); with presence pooling, edge ids join a present edge bucket."""
+    k = jnp.where(_flat_mask(mask, lead), self.buckets(labels).reshape(-1), self.bucket_count + 1)
+    if self.edge_pooling == "presence":
+      k = _pool_present_edges(k, self.bucket_count)
+    return k
+
+  def calibration_statistics(self) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """(last-epoch mean, variance, smoothed mean, smoothed variance), without gradient."""
+    stats = (self.running_mean_last_epoch, self.running_var_last_epoch,
+             self.smoothed_mean_last_epoch, self.smoothed_var_last_epoch)
+    return tuple(jax.lax.stop_gradient(s[...]) for s in stats)
 
   def epoch_statistics(self, count: jax.Array, mean: jax.Array, m2: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(mean, unbiased variance; 0 for one sample) per bucket of one epoch's moments: the statistics the

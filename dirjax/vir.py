@@ -95,20 +95,14 @@ class PRM(fds_lib.FDS):
     if latent.ndim != 2 or latent.shape[1] != self.feature_dim or labels.shape != latent.shape[:1] + (1,):
       raise ValueError(f"PRM needs latent [N, {self.feature_dim}] and labels [N, 1], got {latent.shape}, {labels.shape}")
     half = self.latent_dim
-    k = jnp.where(fds_lib._flat_mask(mask, latent.shape[:1]), self.buckets(labels)[:, 0], self.bucket_count + 1)
-    if self.edge_pooling == "presence":
-      k = fds_lib._pool_present_edges(k, self.bucket_count)
-    last_mean, last_var, smooth_mean, smooth_var = (jax.lax.stop_gradient(s[...]) for s in (
-      self.running_mean_last_epoch, self.running_var_last_epoch, self.smoothed_mean_last_epoch,
-      self.smoothed_var_last_epoch))
-    ok = fds_lib._calibration_mask(last_var[:, :half], smooth_var[:, :half], self.zero_var_rule)
-    root_f = jnp.sqrt(jnp.clip(smooth_var[:, :half] / jnp.where(ok, last_var[:, :half], 1.0), self.clip_min, self.clip_max))
-    identity = lambda table, fill: jnp.concatenate([table, jnp.full((1, table.shape[1]), fill, table.dtype)])
-    scale = identity(jnp.where(ok, root_f, 1.0), 1.0)[k]
-    mu_in, v_in = (identity(jnp.where(ok, t, 0.0), 0.0)[k] for t in (last_mean[:, :half], last_mean[:, half:]))
-    mu_out, v_out = (identity(jnp.where(ok, t, 0.0), 0.0)[k] for t in (smooth_mean[:, :half], smooth_mean[:, half:]))
-    mu, v = latent[:, :half], latent[:, half:]
-    out = jnp.concatenate([(mu - mu_in) * scale + mu_out, (v + v_in) * scale + v_out], 1)
+    k = self.calibration_buckets(labels, mask, latent.shape[:1])
+    last_mean, last_var, smooth_mean, smooth_var = self.calibration_statistics()
+    # μ' = (μ − L_μ)·√f + S_μ and v' = (v − (−L_v))·√f + S_v: FDS's affine map, f from the μ halves' Vμ.
+    calibrate = lambda x, shift_in, shift_out: fds_lib.calibrate(
+      x, k, shift_in, last_var[:, :half], shift_out, smooth_var[:, :half], clip_min=self.clip_min,
+      clip_max=self.clip_max, zero_var_rule=self.zero_var_rule)
+    out = jnp.concatenate([calibrate(latent[:, :half], last_mean[:, :half], smooth_mean[:, :half]),
+                           calibrate(latent[:, half:], -last_mean[:, half:], smooth_mean[:, half:])], 1)
     return jnp.where(fds_lib._as_epoch(epoch) >= self.start_smooth, out, latent)
 
 
@@ -181,14 +175,13 @@ def build(section: Any, config: Any, bundle: Any):
   lam = float(section.get("evidential_weight", 0.01))
   if not lam >= 0:
     raise ValueError(f"loss.evidential_weight must be >= 0, got {lam}")
-  alpha0 = float(head.get("alpha0", ALPHA0))
 
   def term(inputs) -> jax.Array:
     y = inputs.targets[:, 0].astype(jnp.float32)
     gamma, n, omega = inputs.model.head.sample(inputs.calibrated, inputs.targets, inputs.epoch, inputs.rng, inputs.mask)
     valid = inputs.mask.astype(jnp.float32)
     weights = jnp.ones_like(n) if inputs.weights is None else inputs.weights[:, 0].astype(jnp.float32)
-    nu, alpha = pseudo_counts(n, jnp.where(valid > 0, weights, 1.0), alpha0)  # padding rows: finite, masked out
+    nu, alpha = pseudo_counts(n, jnp.where(valid > 0, weights, 1.0), inputs.model.head.alpha0)  # padding rows: finite, masked out
     per_sample = nig_nll(y, gamma, nu, alpha, omega) + lam * nig_regularizer(y, gamma, nu, alpha)
     return jnp.sum(jnp.where(valid > 0, per_sample, 0.0)) / jnp.maximum(jnp.sum(valid), 1.0)
 
