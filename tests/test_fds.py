@@ -15,6 +15,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from dirjax import fds as fds_lib, weighting
 from dirjax.fds import FDS, FDSStats, BucketSums, accumulate, bucketize, calibrate
+from tests.numerics import reflect_smooth
 
 BUFFERS = ("running_mean", "running_var", "running_mean_last_epoch", "running_var_last_epoch",
            "smoothed_mean_last_epoch", "smoothed_var_last_epoch", "num_samples_tracked")
@@ -29,18 +30,6 @@ def ref_window(ks, sigma):
   delta[ks // 2] = 1.
   w = gaussian_filter1d(delta, sigma=sigma)
   return w / w.sum()
-
-
-def ref_smooth(x, window):
-  """PyTorch reflect padding (edge not repeated), then cross-correlation, written out by index."""
-  num, half = x.shape[0], len(window) // 2
-  out = np.zeros_like(x)
-  for i in range(num):
-    for j, w in enumerate(window):
-      p = i + j - half
-      p = -p if p < 0 else (2 * (num - 1) - p if p >= num else p)
-      out[i] += w * x[p]
-  return out
 
 
 def ref_calibrate(x, m1, v1, m2, v2, cmin, cmax, rule):
@@ -104,8 +93,8 @@ class RefFDS:
       else:
         self.running_mean_last_epoch = self.running_mean.copy()
         self.running_var_last_epoch = self.running_var.copy()
-      self.smoothed_mean_last_epoch = ref_smooth(self.running_mean_last_epoch, self.window)
-      self.smoothed_var_last_epoch = ref_smooth(self.running_var_last_epoch, self.window)
+      self.smoothed_mean_last_epoch = reflect_smooth(self.running_mean_last_epoch, self.window)
+      self.smoothed_var_last_epoch = reflect_smooth(self.running_var_last_epoch, self.window)
 
   def update_running_stats(self, feats, labels, e):
     if e < self.epoch:
@@ -279,7 +268,7 @@ def test_timeline_table(alias):
       np.testing.assert_array_equal(out, x)
     else:  # (m1, v1) = stats(e0) [snapshot] or EMA(e0, e1) [alias]; (m2, v2) = K * stats(e0)
       m1, v1 = 0.1 * stats[1] + 0.9 * stats[0] if alias else stats[0]
-      m2, v2 = ref_smooth(stats[0][0], window), ref_smooth(stats[0][1], window)
+      m2, v2 = reflect_smooth(stats[0][0], window), reflect_smooth(stats[0][1], window)
       want = (x - m1[k]) * np.sqrt(np.clip(v2[k] / v1[k], 0.1, 10.)) + m2[k]
       np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
     stats.append(np.stack([[x[labels == b].mean(0), x[labels == b].var(0, ddof=1)]
@@ -299,7 +288,7 @@ def test_timeline_table(alias):
     if e > 0:
       smoothed = np.stack([module.smoothed_mean_last_epoch[...],
                            module.smoothed_var_last_epoch[...]])
-      np.testing.assert_allclose(smoothed, [ref_smooth(a, window) for a in prev_ema],
+      np.testing.assert_allclose(smoothed, [reflect_smooth(a, window) for a in prev_ema],
                                  rtol=1e-5, atol=1e-5)
 
 
@@ -389,7 +378,7 @@ def test_smooth_statistics_reflect_padding():
   # row 0 by hand: padded rows [2, 1, 0, 1, 2] (edge not repeated)
   np.testing.assert_allclose(m[0], 0.1 * x[2] + 0.2 * x[1] + 0.4 * x[0] + 0.2 * x[1] + 0.1 * x[2],
                              rtol=1e-6)
-  np.testing.assert_allclose(m, ref_smooth(x.astype(np.float64), w), rtol=1e-6)
+  np.testing.assert_allclose(m, reflect_smooth(x.astype(np.float64), w), rtol=1e-6)
   np.testing.assert_allclose(v, 2 * np.asarray(m), rtol=1e-6)
 
 

@@ -2,11 +2,10 @@
 
 import importlib
 import os
-import shutil
 
 import pytest
 
-from tests import fixtures_age
+from tests.test_age_configs import age_root  # noqa: F401 (fixture)
 
 CONFIGS = ("agedb_uvote", "imdb_uvote", "agedb_vir", "imdb_vir")
 
@@ -41,16 +40,8 @@ def test_vir_reference_hyper_parameters():
     assert (c.optimizer.lr, c.num_epochs, tuple(c.optimizer.milestones), c.optimizer.weight_decay) == (1e-3, 90, (60, 80), 0)
 
 
-@pytest.fixture(scope="module")
-def age_root(tmp_path_factory):
-  root = fixtures_age.make_agedb(str(tmp_path_factory.mktemp("age") / "data"),
-                                 train_counts={3: 2, 20: 4, 35: 6, 60: 3, 99: 1})
-  shutil.copy(os.path.join(root, "agedb.csv"), os.path.join(root, "imdb_wiki.csv"))
-  return root
-
-
 @pytest.mark.parametrize("name", CONFIGS)
-def test_one_step_smoke(name, age_root, tmp_path):
+def test_one_step_smoke(name, age_root, tmp_path):  # noqa: F811
   import numpy as np
   from dirjax import train
   c = load(name, "smoke")

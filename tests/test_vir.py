@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from scipy import ndimage
 
 from dirjax import sharding, vir
-from tests.numerics import central_differences
+from tests.numerics import central_differences, reflect_smooth
 
 LAMBDA = 0.01
 
@@ -149,18 +149,6 @@ def np_bucket_statistics(latent, labels, buckets, dim):
   return out
 
 
-def np_smooth(table, window):
-  """Σ_j window[j]·table[b + j − 2] along buckets with reflect padding (no edge repeat), one bucket at a time."""
-  num, half = len(table), len(window) // 2
-  out = np.zeros_like(table)
-  for b in range(num):
-    for j, w in enumerate(window):
-      src = b + j - half
-      src = -src if src < 0 else (2 * (num - 1) - src if src >= num else src)
-      out[b] += w * table[src]
-  return out
-
-
 def test_prm_statistics_smoothing_and_calibration_match_the_loops():
   dim, buckets = 2, 8
   rng = np.random.default_rng(0)
@@ -189,8 +177,8 @@ def test_prm_statistics_smoothing_and_calibration_match_the_loops():
   np.testing.assert_allclose(prm.running_mean[...], running_mean, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(prm.running_var[...], running_var, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(prm.running_mean_last_epoch[...], last_mean, rtol=1e-5, atol=1e-6)
-  smooth_mean = np.concatenate([np_smooth(last_mean[:, :dim], k), np_smooth(last_mean[:, dim:], k ** 2)], 1)
-  smooth_var = np.concatenate([np_smooth(last_var[:, :dim], k), np_smooth(last_var[:, dim:], k ** 2)], 1)
+  smooth_mean = np.concatenate([reflect_smooth(last_mean[:, :dim], k), reflect_smooth(last_mean[:, dim:], k ** 2)], 1)
+  smooth_var = np.concatenate([reflect_smooth(last_var[:, :dim], k), reflect_smooth(last_var[:, dim:], k ** 2)], 1)
   np.testing.assert_allclose(prm.smoothed_mean_last_epoch[...], smooth_mean, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(prm.smoothed_var_last_epoch[...], smooth_var, rtol=1e-5, atol=1e-6)
 
